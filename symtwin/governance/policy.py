@@ -490,8 +490,19 @@ class StreamFilter:
     def __init__(self, policy: SharingPolicy, recipient: str) -> None:
         view = policy._view(recipient)
         self.recipient = recipient
-        self._raw = view.raw
-        self._interval = dict(view.aggregated)
+        self._setup(view.raw, view.aggregated)
+
+    @classmethod
+    def from_grants(cls, raw: Iterable[str], aggregated: Mapping[str, float]) -> StreamFilter:
+        """A filter for an explicit grant set (tag ids passed raw; tag → interval [s] aggregated)."""
+        self = cls.__new__(cls)
+        self.recipient = ""
+        self._setup(frozenset(raw), aggregated)
+        return self
+
+    def _setup(self, raw: frozenset[str], aggregated: Mapping[str, float]) -> None:
+        self._raw = raw
+        self._interval = dict(aggregated)
         self._names = {
             t: tuple(aggregated_name(t, s, i) for s in AGG_STATS) for t, i in self._interval.items()
         }
