@@ -1,0 +1,117 @@
+"""InfluxDB line protocol for the historian schema (see README "Historian schema").
+
+Samples become ``symtwin_sample,<labels>,tag=<id> value=<float>,quality=<int>i <ns>``; anything else
+(estimates, setpoints, KPIs) is a :class:`Point` with its own measurement. Timestamps are written with
+microsecond resolution in a nanosecond-precision field, so the same sample always gives the same line
+(a re-sent line overwrites itself in InfluxDB instead of adding a point).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from adapters.base import Sample
+
+SAMPLE_MEASUREMENT = "symtwin_sample"
+
+_MEAS_ESC = str.maketrans({",": "\\,", " ": "\\ "})
+_KEY_ESC = str.maketrans({",": "\\,", "=": "\\=", " ": "\\ "})
+
+
+class LineError(ValueError):
+    """A record cannot be written as line protocol (non-finite field, bad name, no fields)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Point:
+    """A generic historian record: one measurement, its tags (labels), numeric fields and a time.
+
+    timestamp: [s since the Unix epoch, UTC].
+    fields: numbers only (bool, int, float); victoria-metrics does not store strings.
+    """
+
+    measurement: str
+    fields: Mapping[str, float | int | bool]
+    timestamp: float
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+
+def ts_ns(timestamp_s: float) -> int:
+    """Seconds → integer nanoseconds, rounded to whole microseconds (stable under float noise)."""
+    return round(timestamp_s * 1_000_000) * 1000
+
+
+def _check_name(name: str, what: str) -> None:
+    if not name or "\n" in name or "\r" in name or name.endswith("\\"):
+        raise LineError(f"invalid {what} {name!r}")
+
+
+def escape_tags(tags: Mapping[str, str]) -> str:
+    """``,k=v,k2=v2`` sorted by key (InfluxDB's preferred order); empty values are left out."""
+    out = []
+    for k in sorted(tags):
+        v = str(tags[k])
+        if not v:
+            continue
+        _check_name(k, "tag key")
+        _check_name(v, "tag value")
+        out.append(f",{k.translate(_KEY_ESC)}={v.translate(_KEY_ESC)}")
+    return "".join(out)
+
+
+def format_field(value: float | int | bool) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return f"{value}i"
+    f = float(value)
+    if not math.isfinite(f):
+        raise LineError(f"non-finite field value {f}")
+    return repr(f)
+
+
+def point_line(point: Point) -> str:
+    _check_name(point.measurement, "measurement")
+    if not point.fields:
+        raise LineError("a point needs at least one field")
+    fields = []
+    for k in sorted(point.fields):
+        _check_name(k, "field key")
+        fields.append(f"{k.translate(_KEY_ESC)}={format_field(point.fields[k])}")
+    t = float(point.timestamp)
+    if not (0.0 <= t < (2**63 - 1) / 1e9):
+        raise LineError(f"timestamp out of range {t}")
+    return f"{point.measurement.translate(_MEAS_ESC)}{escape_tags(point.tags)} {','.join(fields)} {ts_ns(t)}"
+
+
+class SampleEncoder:
+    """Turns samples into lines, caching the per-tag prefix (measurement + labels) for speed.
+
+    labels: extra tags per tag id, e.g. ``{"hx1.t_out": {"unit": "hx1", "party": "powerco"}}``.
+    """
+
+    def __init__(
+        self,
+        measurement: str = SAMPLE_MEASUREMENT,
+        labels: Mapping[str, Mapping[str, str]] | None = None,
+    ) -> None:
+        _check_name(measurement, "measurement")
+        self._meas = measurement.translate(_MEAS_ESC)
+        self._labels = labels or {}
+        self._prefix: dict[str, str] = {}
+
+    def prefix(self, tag: str) -> str:
+        p = self._prefix.get(tag)
+        if p is None:
+            p = f"{self._meas}{escape_tags({**self._labels.get(tag, {}), 'tag': tag})} "
+            self._prefix[tag] = p
+        return p
+
+    def line(self, s: Sample) -> str:
+        """The sample as one line; the caller has validated it (see adapters.store.checks)."""
+        p = self._prefix.get(s.tag) or self.prefix(s.tag)
+        return (
+            f"{p}value={float(s.value)!r},quality={int(s.quality)}i {round(s.timestamp * 1_000_000) * 1000}"
+        )
