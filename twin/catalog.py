@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from typing import Any
 
 
 class Medium(enum.StrEnum):
@@ -88,8 +89,8 @@ class UnitModel:
 
 _IN, _OUT = PortDirection.IN, PortDirection.OUT
 _S, _O, _I, _SP = QuantityKind.STATE, QuantityKind.OUTPUT, QuantityKind.INPUT, QuantityKind.SETPOINT
-_FRAC = dict(lo=0.0, hi=1.0)
-_TEMP = dict(lo=273.16, hi=1073.15)  # IF97 regions 1/2 range we use [K]
+_FRAC: dict[str, Any] = dict(lo=0.0, hi=1.0)
+_TEMP: dict[str, Any] = dict(lo=273.16, hi=1073.15)  # IF97 regions 1/2 range we use [K]
 
 _BOILER_PARAMS = (
     Param("min_load", "1", "minimum stable load as a fraction of capacity", 0.3, **_FRAC),

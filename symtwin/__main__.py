@@ -1,0 +1,5 @@
+import sys
+
+from symtwin.cli import main
+
+sys.exit(main())

@@ -1,0 +1,636 @@
+"""Load, check and convert a site config: from YAML text to frozen SI objects the service runs on.
+
+All checks report every problem found (not only the first) with file, line, column, field path, what was
+expected and what to do. Config validation makes no network connections.
+"""
+
+from __future__ import annotations
+
+import ast
+import csv
+import math
+import operator
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import ValidationError
+
+from symtwin.config import schema
+from symtwin.config.yamlpos import Located, Path_, Position, YamlError, load_yaml
+from symtwin.units import UNITS, UnitError, compatible_units, parse_quantity, split_suffix, to_si
+from twin.catalog import UNIT_MODELS, PortDirection, QuantityKind
+from twin.spec import ConnectionSpec, ParkSpec, Profile, UnitSpec
+
+EXIT_CONFIG_ERROR = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Issue:
+    path: Path_
+    message: str
+    hint: str = ""
+    position: Position | None = None
+
+    def render(self, file: str) -> str:
+        where = f"{file}:{self.position.line}:{self.position.column}" if self.position else file
+        field_path = ".".join(str(p) if isinstance(p, str) else f"[{p}]" for p in self.path).replace(".[", "[")
+        text = f"{where}: {field_path or '(top level)'}: {self.message}"
+        if self.hint:
+            text += f"\n    what to do: {self.hint}"
+        return text
+
+
+class ConfigError(Exception):
+    """The config cannot be used; ``str()`` lists every problem with file, line and field."""
+
+    def __init__(self, file: str, issues: list[Issue]) -> None:
+        self.file = file
+        self.issues = issues
+        super().__init__(self.render())
+
+    def render(self, limit: int = 30) -> str:
+        head = f"{self.file}: {len(self.issues)} problem{'s' if len(self.issues) != 1 else ''} in the site config"
+        body = [i.render(self.file) for i in self.issues[:limit]]
+        if len(self.issues) > limit:
+            body.append(f"... and {len(self.issues) - limit} more")
+        return "\n".join([head, *body])
+
+
+@dataclass(frozen=True)
+class TagSpec:
+    """A tag with everything converted to SI. ``to_si``/``from_si`` convert wire values (eng_unit)."""
+
+    id: str
+    owner: str
+    unit: str
+    quantity: str
+    si_unit: str
+    eng_unit: str
+    direction: schema.Direction
+    max_age_s: float
+    noise_si: float
+    bounds_si: tuple[float, float] | None
+    rate_limit_si_per_s: float | None
+    safe_value_si: float | None
+    binding: schema.Binding
+
+    @property
+    def key(self) -> str:
+        """The twin's name of the quantity this tag measures or sets: ``<unit>.<quantity>``."""
+        return f"{self.unit}.{self.quantity}"
+
+    def to_si(self, value: float) -> float:
+        return to_si(value, self.eng_unit)
+
+    def from_si(self, value: float) -> float:
+        d = UNITS[self.eng_unit]
+        return (value - d.offset) / d.factor
+
+
+@dataclass
+class LoadedSite:
+    """A validated site: the schema object plus SI conversions. Build with :func:`load_site`."""
+
+    path: Path
+    config: schema.SiteConfig
+    unit_params: dict[str, dict[str, float]]
+    tags: dict[str, TagSpec]
+    profiles: dict[str, Profile]
+    prices: dict[str, float | str] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.config.site.name
+
+    @property
+    def parties(self) -> list[schema.Party]:
+        return self.config.parties
+
+    @property
+    def units(self) -> list[schema.Unit]:
+        return self.config.units
+
+    @cached_property
+    def unit_by_id(self) -> dict[str, schema.Unit]:
+        return {u.id: u for u in self.config.units}
+
+    @cached_property
+    def connection_by_id(self) -> dict[str, schema.Connection]:
+        return {c.id: c for c in self.config.connections}
+
+    def exchange_parties(self, exchange: schema.Exchange) -> tuple[str, str]:
+        """(supplier, receiver) of an exchange: the owners of its connection's two ends."""
+        conn = self.connection_by_id[exchange.connection]
+        return (self.unit_by_id[conn.source.split(".")[0]].owner, self.unit_by_id[conn.target.split(".")[0]].owner)
+
+    def park_spec(self) -> ParkSpec:
+        units = tuple(
+            UnitSpec(u.id, u.model, u.owner, dict(self.unit_params[u.id]), dict(u.profiles)) for u in self.config.units
+        )
+        conns = []
+        for c in self.config.connections:
+            su, sp = c.source.split(".")
+            tu, tp = c.target.split(".")
+            port = UNIT_MODELS[self.unit_by_id[su].model].port(sp)
+            assert port is not None  # checked at load time
+            conns.append(ConnectionSpec(su, sp, tu, tp, str(port.medium)))
+        return ParkSpec(self.config.site.name, units, tuple(conns), dict(self.profiles))
+
+
+# --------------------------------------------------------------------------------------------------- loading
+
+
+def load_site(path: str | Path) -> LoadedSite:
+    """Read, validate and convert a site config; raise :class:`ConfigError` listing every problem."""
+    path = Path(path)
+    file = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(file, [Issue((), "file not found", "check the path; configs/ holds the examples")]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(file, [Issue((), f"cannot read the file: {exc}", "")]) from None
+    try:
+        located = load_yaml(text, file)
+    except YamlError as exc:
+        hint = "fix the YAML syntax at that place (indentation, a missing ':' or closing bracket)"
+        raise ConfigError(file, [Issue((), exc.message, hint, exc.position)]) from None
+    if not isinstance(located.data, dict):
+        raise ConfigError(file, [Issue((), "the top level must be a mapping (site:, parties:, units:, ...)", "")])
+    try:
+        cfg = schema.SiteConfig.model_validate(located.data)
+    except ValidationError as exc:
+        raise ConfigError(file, [_from_pydantic(e, located) for e in exc.errors()]) from None
+    checker = _Checker(cfg, located, path)
+    loaded = checker.run()
+    if checker.issues:
+        raise ConfigError(file, checker.issues)
+    assert loaded is not None
+    return loaded
+
+
+def _document_path(loc: tuple[Any, ...], data: Any) -> Path_:
+    """Drop the union-member names pydantic puts into ``loc`` so the path names places in the document."""
+    out: list[str | int] = []
+    node = data
+    for i, part in enumerate(loc):
+        if (isinstance(node, dict) and part in node) or (isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)):
+            out.append(part)
+            node = node[part]
+        elif i == len(loc) - 1 or (isinstance(node, dict) and not isinstance(loc[i + 1], str)):
+            out.append(part)
+            node = None
+        # else: a union member's name; skip it
+    return tuple(out)
+
+
+def _from_pydantic(err: Any, located: Located) -> Issue:
+    loc = _document_path(tuple(err["loc"]), located.data)
+    kind = err["type"]
+    msg = err["msg"]
+    if kind == "extra_forbidden":
+        hint = "remove it or correct its spelling; `symtwin schema` lists the allowed keys"
+        return Issue(loc, f"unknown key {loc[-1]!r}", hint, located.where(loc))
+    if kind == "missing":
+        return Issue(loc, "required field is missing", f"add '{loc[-1]}:' here", located.where(loc[:-1]) or None)
+    expected = msg[0].lower() + msg[1:] if msg else kind
+    return Issue(loc, f"{expected} (got {err.get('input')!r})", "see `symtwin schema` for this field", located.where(loc))
+
+
+_SAFE_FUNCS: dict[str, Callable[..., float]] = {
+    "sin": math.sin, "cos": math.cos, "exp": math.exp, "log": math.log, "sqrt": math.sqrt,
+    "abs": abs, "min": min, "max": max, "floor": math.floor,
+}
+_SAFE_OPS: dict[type, Callable[..., Any]] = {
+    ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
+    ast.Pow: operator.pow, ast.Mod: operator.mod, ast.USub: operator.neg, ast.UAdd: operator.pos,
+}
+
+
+def compile_formula(text: str) -> Callable[[float], float]:
+    """A formula in ``t`` [s] with + - * / ** %, sin cos exp log sqrt abs min max floor, pi. No names else."""
+    tree = ast.parse(text, mode="eval")
+
+    def ev(node: ast.AST, t: float) -> Any:
+        if isinstance(node, ast.Expression):
+            return ev(node.body, t)
+        if isinstance(node, ast.Constant) and isinstance(node.value, int | float):
+            return node.value
+        if isinstance(node, ast.Name):
+            if node.id == "t":
+                return t
+            if node.id == "pi":
+                return math.pi
+            raise ValueError(f"unknown name {node.id!r} (allowed: t, pi)")
+        if isinstance(node, ast.BinOp) and type(node.op) in _SAFE_OPS:
+            return _SAFE_OPS[type(node.op)](ev(node.left, t), ev(node.right, t))
+        if isinstance(node, ast.UnaryOp) and type(node.op) in _SAFE_OPS:
+            return _SAFE_OPS[type(node.op)](ev(node.operand, t))
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _SAFE_FUNCS:
+            return _SAFE_FUNCS[node.func.id](*(ev(a, t) for a in node.args))
+        raise ValueError(f"not allowed in a formula: {ast.dump(node)[:60]}")
+
+    ev(tree, 0.0)  # fail now, at load time, rather than during a run
+    return lambda t: float(ev(tree, t))
+
+
+class _Checker:
+    def __init__(self, cfg: schema.SiteConfig, located: Located, path: Path) -> None:
+        self.cfg = cfg
+        self.located = located
+        self.path = path
+        self.base = path.parent
+        self.issues: list[Issue] = []
+
+    def add(self, path: Path_, message: str, hint: str = "") -> None:
+        self.issues.append(Issue(path, message, hint, self.located.where(path)))
+
+    def quantity(self, path: Path_, value: Any, si_unit: str) -> float | None:
+        try:
+            return parse_quantity(value, si_unit)
+        except UnitError as exc:
+            self.add(path, str(exc), f"write it as '<number> <unit>' with a unit of {si_unit}")
+            return None
+
+    def run(self) -> LoadedSite | None:
+        cfg = self.cfg
+        self._unique("parties", [p.id for p in cfg.parties])
+        self._unique("units", [u.id for u in cfg.units])
+        self._unique("connections", [c.id for c in cfg.connections])
+        self._unique("exchanges", [e.id for e in cfg.exchanges])
+        self._unique("tags", [t.id for t in cfg.tags])
+        self._unique("profiles", [p.id for p in cfg.profiles])
+        self._unique("contracts", [c.id for c in cfg.contracts])
+        parties = {p.id for p in cfg.parties}
+        profiles = self._profiles()
+        unit_params = self._units(parties, set(profiles) | {p.id for p in cfg.profiles})
+        self._connections()
+        self._exchanges()
+        tags = self._tags(parties)
+        self._controller({p.id for p in cfg.profiles})
+        self._sharing(parties, {t.id: t for t in cfg.tags})
+        if self.issues:
+            return None
+        return LoadedSite(self.path, cfg, unit_params, tags, profiles)
+
+    def _unique(self, section: str, ids: Iterable[str]) -> None:
+        seen: dict[str, int] = {}
+        for i, ident in enumerate(ids):
+            if ident in seen:
+                self.add((section, i, "id"), f"duplicate id {ident!r} (also at {section}[{seen[ident]}])",
+                         "give every entry of a section its own id")
+            else:
+                seen[ident] = i
+
+    def _units(self, parties: set[str], profile_ids: set[str]) -> dict[str, dict[str, float]]:
+        out: dict[str, dict[str, float]] = {}
+        for i, u in enumerate(self.cfg.units):
+            base: Path_ = ("units", i)
+            if u.owner not in parties:
+                self.add((*base, "owner"), f"unknown party {u.owner!r}", f"use one of: {', '.join(sorted(parties))}")
+            model = UNIT_MODELS.get(u.model)
+            if model is None:
+                self.add((*base, "model"), f"unknown unit model {u.model!r}",
+                         f"use one of: {', '.join(sorted(UNIT_MODELS))}")
+                continue
+            params: dict[str, float] = {}
+            for key, raw in (u.model_extra or {}).items():
+                name, suffix_unit = split_suffix(key)
+                p = model.param(key) or model.param(name)
+                if p is None:
+                    self.add((*base, key), f"unknown parameter {key!r} for model {u.model}",
+                             f"parameters of {u.model}: {', '.join(q.name for q in model.params)}")
+                    continue
+                if model.param(key) is not None:
+                    suffix_unit = None
+                if suffix_unit is not None:
+                    if UNITS[suffix_unit].si != p.unit:
+                        self.add((*base, key), f"suffix unit {suffix_unit} does not measure {p.name} [{p.unit}]",
+                                 f"use one of: {', '.join(compatible_units(p.unit))}")
+                        continue
+                    if isinstance(raw, bool) or not isinstance(raw, int | float):
+                        self.add((*base, key), f"expected a number in {suffix_unit}, got {raw!r}", "")
+                        continue
+                    value: float | None = to_si(float(raw), suffix_unit)
+                else:
+                    value = self.quantity((*base, key), raw, p.unit)
+                if value is None:
+                    continue
+                if p.name in params:
+                    self.add((*base, key), f"parameter {p.name} given twice", "keep one of the two keys")
+                if not math.isfinite(value) or not (p.lo <= value <= p.hi):
+                    self.add((*base, key), f"{p.name} = {value:g} {p.unit} is physically impossible or out of range "
+                             f"(allowed {p.lo:g} … {p.hi:g} {p.unit})", "check the value and its unit")
+                    continue
+                if p.integer and value != int(value):
+                    self.add((*base, key), f"{p.name} must be a whole number", "")
+                params[p.name] = value
+            for p in model.params:
+                if p.name not in params:
+                    if p.default is None:
+                        self.add(base, f"required parameter {p.name!r} [{p.unit}] of {u.model} is missing",
+                                 f"add '{p.name}: \"<value> <unit>\"' to unit {u.id!r}")
+                    else:
+                        params[p.name] = p.default
+            for inp, pid in u.profiles.items():
+                if inp not in model.profile_inputs:
+                    self.add((*base, "profiles", inp), f"{u.model} has no profile input {inp!r}",
+                             f"profile inputs of {u.model}: {', '.join(model.profile_inputs) or 'none'}")
+                elif pid not in profile_ids:
+                    self.add((*base, "profiles", inp), f"unknown profile {pid!r}", "define it under profiles:")
+            for inp in model.profile_inputs:
+                if inp not in u.profiles:
+                    self.add((*base, "profiles"), f"{u.model} needs a profile for {inp!r}",
+                             f"add 'profiles: {{{inp}: <profile id>}}' to unit {u.id!r}")
+            self._physical(base, u.model, params)
+            out[u.id] = params
+        return out
+
+    def _physical(self, base: Path_, model: str, p: dict[str, float]) -> None:
+        def lt(a: str, b: str) -> None:
+            if a in p and b in p and not p[a] < p[b]:
+                self.add(base, f"{a} ({p[a]:g}) must be below {b} ({p[b]:g})", "swap or correct the two values")
+
+        lt("min_supply_temperature", "max_supply_temperature")
+        lt("return_temperature", "min_supply_temperature")
+        lt("min_temperature", "max_temperature")
+        lt("min_pressure", "max_pressure")
+        if model == "heat_pump":
+            lt("source_temperature", "condenser_temperature")
+
+    def _port(self, path: Path_, ref: str, want: PortDirection) -> tuple[str, str] | None:
+        unit_id, port_name = ref.split(".")
+        unit = next((u for u in self.cfg.units if u.id == unit_id), None)
+        if unit is None:
+            self.add(path, f"connection to a unit that does not exist: {unit_id!r}",
+                     f"use one of: {', '.join(u.id for u in self.cfg.units)}")
+            return None
+        model = UNIT_MODELS.get(unit.model)
+        if model is None:
+            return None
+        port = model.port(port_name)
+        if port is None:
+            self.add(path, f"unit {unit_id!r} ({unit.model}) has no port {port_name!r}",
+                     f"ports: {', '.join(f'{p.name} ({p.direction}, {p.medium})' for p in model.ports)}")
+            return None
+        if port.direction != want:
+            self.add(path, f"port {ref} is an {port.direction}-port; a connection goes from an out-port to an in-port",
+                     "swap 'from' and 'to', or pick another port")
+            return None
+        return unit.owner, str(port.medium)
+
+    def _connections(self) -> None:
+        compatible = {("waste_heat", "hot_water"), ("hot_water", "waste_heat")}
+        for i, c in enumerate(self.cfg.connections):
+            a = self._port(("connections", i, "from"), c.source, PortDirection.OUT)
+            b = self._port(("connections", i, "to"), c.target, PortDirection.IN)
+            if a and b and a[1] != b[1] and (a[1], b[1]) not in compatible:
+                self.add(("connections", i), f"medium mismatch: {c.source} carries {a[1]}, {c.target} takes {b[1]}",
+                         "connect ports of the same medium")
+
+    def _exchanges(self) -> None:
+        conns = {c.id: c for c in self.cfg.connections}
+        units = {u.id: u for u in self.cfg.units}
+        contracts = {c.id for c in self.cfg.contracts}
+        used: Counter[str] = Counter()
+        for i, e in enumerate(self.cfg.exchanges):
+            c = conns.get(e.connection)
+            if c is None:
+                self.add(("exchanges", i, "connection"), f"unknown connection {e.connection!r}", "use a connection id")
+            else:
+                su, tu = units.get(c.source.split(".")[0]), units.get(c.target.split(".")[0])
+                if su and tu and su.owner == tu.owner:
+                    self.add(("exchanges", i, "connection"),
+                             f"connection {c.id!r} stays inside party {su.owner!r}, so it is not an exchange and "
+                             f"contract {e.contract!r} cannot govern it",
+                             "an exchange is a connection between units of two different parties")
+            if e.contract not in contracts:
+                self.add(("exchanges", i, "contract"), f"unknown contract {e.contract!r}", "define it under contracts:")
+            used[e.contract] += 1
+        for i, k in enumerate(self.cfg.contracts):
+            if used[k.id] == 0:
+                self.add(("contracts", i, "id"), f"contract {k.id!r} governs no exchange",
+                         "reference it from an exchange (exchanges[].contract) or remove it")
+
+    def _tags(self, parties: set[str]) -> dict[str, TagSpec]:
+        out: dict[str, TagSpec] = {}
+        units = {u.id: u for u in self.cfg.units}
+        for i, t in enumerate(self.cfg.tags):
+            base: Path_ = ("tags", i)
+            ok = True
+            if t.owner not in parties:
+                self.add((*base, "owner"), f"unknown party {t.owner!r}", f"use one of: {', '.join(sorted(parties))}")
+                ok = False
+            unit = units.get(t.unit)
+            if unit is None:
+                self.add((*base, "unit"), f"unknown unit {t.unit!r}", "use a unit id from units:")
+                continue
+            model = UNIT_MODELS.get(unit.model)
+            if model is None:
+                continue
+            q = model.quantity(t.quantity)
+            if q is None:
+                self.add((*base, "quantity"), f"unit {t.unit!r} ({unit.model}) has no quantity {t.quantity!r}",
+                         f"quantities: {', '.join(x.name for x in model.quantities)}")
+                continue
+            if t.eng_unit not in UNITS or UNITS[t.eng_unit].si != q.unit:
+                self.add((*base, "eng_unit"), f"{t.eng_unit!r} is not a unit of {t.quantity} [{q.unit}]",
+                         f"use one of: {', '.join(compatible_units(q.unit))}")
+                continue
+            max_age = self.quantity((*base, "max_age"), t.max_age, "s")
+            if max_age is not None and max_age <= 0:
+                self.add((*base, "max_age"), "max_age must be positive", "")
+            bounds = rate = safe = None
+            if t.bounds is not None:
+                lo, hi = to_si(t.bounds[0], t.eng_unit), to_si(t.bounds[1], t.eng_unit)
+                if not lo < hi:
+                    self.add((*base, "bounds"), f"bounds [{t.bounds[0]}, {t.bounds[1]}] are empty or reversed",
+                             "write [low, high] with low < high")
+                    ok = False
+                bounds = (lo, hi)
+            if t.direction is schema.Direction.SETPOINT:
+                if q.kind is not QuantityKind.SETPOINT:
+                    self.add((*base, "quantity"), f"{t.quantity} of {unit.model} cannot be set; it is a {q.kind}",
+                             "bind setpoints to a setpoint quantity: " + ", ".join(
+                                 x.name for x in model.quantities if x.kind is QuantityKind.SETPOINT))
+                    ok = False
+                if t.bounds is None:
+                    self.add((*base, "bounds"), "a setpoint needs bounds", "add 'bounds: [low, high]' in eng_unit")
+                    ok = False
+                if t.rate_limit is None:
+                    self.add((*base, "rate_limit"), "a setpoint needs a rate limit",
+                             f"add e.g. 'rate_limit: \"5 {t.eng_unit}/min\"'")
+                    ok = False
+                else:
+                    rate = self._rate((*base, "rate_limit"), t.rate_limit, t.eng_unit)
+                if t.safe_value is None:
+                    self.add((*base, "safe_value"), "a setpoint needs a safe value (written on fallback and shutdown)",
+                             "add 'safe_value: <value in eng_unit>' within the bounds")
+                    ok = False
+                else:
+                    safe = to_si(t.safe_value, t.eng_unit)
+                    if bounds and not bounds[0] <= safe <= bounds[1]:
+                        self.add((*base, "safe_value"), "safe_value lies outside the bounds", "")
+                        ok = False
+            elif q.kind is QuantityKind.SETPOINT:
+                self.add((*base, "direction"), f"{t.quantity} is a setpoint quantity but the tag is a measurement",
+                         "use 'direction: setpoint' or measure an output/state instead")
+                ok = False
+            if ok and max_age is not None:
+                noise = UNITS[t.eng_unit].factor * t.noise
+                out[t.id] = TagSpec(t.id, t.owner, t.unit, t.quantity, q.unit, t.eng_unit, t.direction, max_age,
+                                    noise, bounds, rate, safe, t.binding)
+        return out
+
+    def _rate(self, path: Path_, text: str, eng_unit: str) -> float | None:
+        number_unit, _, per = text.rpartition("/")
+        try:
+            parts = number_unit.split()
+            number = float(parts[0])
+            unit = parts[1] if len(parts) > 1 else eng_unit
+            per_s = UNITS[per.strip()].factor if per.strip() in UNITS and UNITS[per.strip()].si == "s" else None
+        except (ValueError, IndexError):
+            per_s = None
+        if per_s is None or unit not in UNITS or UNITS[unit].si != UNITS[eng_unit].si or number <= 0:
+            self.add(path, f"cannot read rate limit {text!r}",
+                     f"write '<positive number> {eng_unit}/<s|min|h>', e.g. '5 {eng_unit}/min'")
+            return None
+        return number * UNITS[unit].factor / per_s
+
+    def _profiles(self) -> dict[str, Profile]:
+        out: dict[str, Profile] = {}
+        for i, p in enumerate(self.cfg.profiles):
+            base: Path_ = ("profiles", i)
+            if p.unit not in UNITS:
+                self.add((*base, "unit"), f"unknown unit {p.unit!r}", "use a unit such as 1, %, W, MW, degC, EUR/MWh")
+                continue
+            period = self.quantity((*base, "period"), p.period, "s") if p.period is not None else None
+            times = values = None
+            if p.csv is not None:
+                times, values = self._csv((*base, "csv"), p.csv)
+            elif p.inline is not None:
+                step = self.quantity((*base, "inline", "step"), p.inline.step, "s")
+                if step is not None and step > 0:
+                    times = np.arange(len(p.inline.values), dtype=float) * step
+                    values = np.asarray(p.inline.values, dtype=float)
+                elif step is not None:
+                    self.add((*base, "inline", "step"), "step must be positive", "")
+            elif p.formula is not None:
+                try:
+                    f = compile_formula(p.formula)
+                except (ValueError, SyntaxError, ZeroDivisionError) as exc:
+                    self.add((*base, "formula"), f"cannot use formula: {exc}",
+                             "use t [s], numbers, + - * / ** and sin cos exp log sqrt abs min max floor pi")
+                    continue
+                step = self.quantity((*base, "formula_step"), p.formula_step, "s")
+                span = self.quantity((*base, "formula_span"), p.formula_span, "s")
+                if step and span and step > 0 and span > 0:
+                    times = np.arange(0.0, span + step / 2, step)
+                    values = np.array([f(t) for t in times])
+            if times is None or values is None:
+                continue
+            if not np.all(np.isfinite(values)):
+                self.add(base, "the profile has values that are not finite numbers", "fix or remove those rows")
+                continue
+            d = UNITS[p.unit]
+            out[p.id] = Profile(p.id, times, values * d.factor + d.offset, d.si, p.interpolation, period)
+        return out
+
+    def _csv(self, path: Path_, c: schema.CsvProfile) -> tuple[np.ndarray | None, np.ndarray | None]:
+        file = (self.base / c.path) if not Path(c.path).is_absolute() else Path(c.path)
+        if not file.exists():
+            self.add((*path, "path"), f"profile CSV not found: {file}", "the path is relative to the config file")
+            return None, None
+        if c.time_unit not in UNITS or UNITS[c.time_unit].si != "s":
+            self.add((*path, "time_unit"), f"{c.time_unit!r} is not a time unit", "use s, min, h or d")
+            return None, None
+        try:
+            with file.open(newline="", encoding="utf-8") as fh:
+                reader = csv.DictReader(fh)
+                cols = reader.fieldnames or []
+                for col in (c.time_column, c.value_column):
+                    if col not in cols:
+                        self.add(path, f"column {col!r} is not in {file.name} (columns: {', '.join(cols)})",
+                                 "name an existing column")
+                        return None, None
+                t, v = [], []
+                for row_no, row in enumerate(reader, start=2):
+                    try:
+                        t.append(float(row[c.time_column]))
+                        v.append(float(row[c.value_column]))
+                    except (TypeError, ValueError):
+                        self.add(path, f"{file.name} line {row_no}: not a number "
+                                 f"({row.get(c.time_column)!r}, {row.get(c.value_column)!r})", "fix that row")
+                        return None, None
+        except (OSError, UnicodeDecodeError, csv.Error) as exc:
+            self.add(path, f"cannot read {file.name}: {exc}", "")
+            return None, None
+        if len(t) < 2:
+            self.add(path, f"{file.name} has fewer than two rows", "a profile needs at least two points")
+            return None, None
+        times = np.asarray(t) * UNITS[c.time_unit].factor
+        if np.any(np.diff(times) <= 0):
+            bad = int(np.argmax(np.diff(times) <= 0)) + 3
+            self.add(path, f"{file.name} line {bad}: times must increase", "sort the file by time, no duplicates")
+            return None, None
+        return times - times[0], np.asarray(v) * c.scale + c.offset
+
+    def _controller(self, profile_ids: set[str]) -> None:
+        c = self.cfg.controller
+        for key in ("period", "horizon", "step"):
+            v = self.quantity(("controller", key), getattr(c, key), "s")
+            if v is not None and v <= 0:
+                self.add(("controller", key), f"{key} must be positive", "")
+        for name, value in c.prices.items():
+            if isinstance(value, str) and value in profile_ids:
+                continue
+            try:
+                parse_quantity(value, "EUR/J")
+            except UnitError:
+                self.add(("controller", "prices", name), f"price {value!r} is neither a profile id nor 'X EUR/MWh'",
+                         "name a profile or write e.g. '30 EUR/MWh'")
+        self.quantity(("controller", "co2_price"), c.co2_price, "EUR/kg")
+        self.quantity(("controller", "unmet_demand_penalty"), c.unmet_demand_penalty, "EUR/J")
+
+    def _sharing(self, parties: set[str], tags: dict[str, schema.Tag]) -> None:
+        groups = {g.id: g for g in self.cfg.sharing.groups}
+        self._unique_path(("sharing", "groups"), [g.id for g in self.cfg.sharing.groups])
+        for gi, g in enumerate(self.cfg.sharing.groups):
+            for ti, tag in enumerate(g.tags):
+                if tag not in tags:
+                    self.add(("sharing", "groups", gi, "tags", ti), f"unknown tag {tag!r}", "use a tag id from tags:")
+        decided: dict[tuple[str, str], tuple[str, int]] = {}
+        for ri, r in enumerate(self.cfg.sharing.rules):
+            base: Path_ = ("sharing", "rules", ri)
+            if r.recipient not in parties:
+                self.add((*base, "recipient"), f"unknown party {r.recipient!r}",
+                         f"use one of: {', '.join(sorted(parties))}")
+            group = groups.get(r.group)
+            if group is None:
+                self.add((*base, "group"), f"unknown group {r.group!r}", "define it under sharing.groups")
+                continue
+            if isinstance(r.resolution, schema.Aggregated):
+                v = self.quantity((*base, "resolution", "aggregated"), r.resolution.aggregated, "s")
+                if v is not None and v <= 0:
+                    self.add((*base, "resolution", "aggregated"), "the interval must be positive", "")
+                res = f"aggregated {r.resolution.aggregated}"
+            else:
+                res = r.resolution
+            for tag in group.tags:
+                prev = decided.get((tag, r.recipient))
+                if prev and prev[0] != res:
+                    self.add(base, f"contradiction: tag {tag!r} is shared with {r.recipient!r} as {res} here and as "
+                             f"{prev[0]} by sharing.rules[{prev[1]}]", "give each tag one resolution per recipient")
+                decided[(tag, r.recipient)] = (res, ri)
+
+    def _unique_path(self, path: Path_, ids: list[str]) -> None:
+        seen: set[str] = set()
+        for i, ident in enumerate(ids):
+            if ident in seen:
+                self.add((*path, i, "id"), f"duplicate id {ident!r}", "")
+            seen.add(ident)
