@@ -1,0 +1,146 @@
+"""Topic routing: one MQTT message → samples, dead letters and commands to publish. No I/O, no paho.
+
+The MQTT client calls :meth:`MqttRouter.handle` from its network thread; everything it needs (bindings,
+Sparkplug host state, de-duplication window, counters) is here so it can be tested and fuzzed alone.
+"""
+
+from __future__ import annotations
+
+import collections
+import enum
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from adapters.base import DeadLetter, Sample
+from adapters.mqtt.jsonpayload import JsonField, decode_json
+from adapters.mqtt.sparkplug import NAMESPACE, MetricKey, SparkplugHost
+from adapters.tagmap import TagBinding
+
+SOURCE_PREFIX = "mqtt:"
+
+
+class RouteRefusal(enum.StrEnum):
+    UNKNOWN_TOPIC = "unknown_topic"
+    OVERSIZED = "oversized_payload"
+
+
+@dataclass(slots=True)
+class Routed:
+    samples: list[Sample] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    commands: list[tuple[str, bytes]] = field(default_factory=list)
+
+
+class _Dedupe:
+    """Drops a sample whose (tag, timestamp) was seen among the tag's last ``window`` timestamps.
+
+    QoS 1 is at-least-once: a broker or client restart redelivers messages; this keeps them out of the
+    historian without assuming timestamps arrive in order.
+    """
+
+    def __init__(self, window: int) -> None:
+        self._window = window
+        self._seen: dict[str, tuple[collections.deque[float], set[float]]] = {}
+
+    def fresh(self, samples: Iterable[Sample]) -> tuple[list[Sample], int]:
+        kept: list[Sample] = []
+        dropped = 0
+        for s in samples:
+            entry = self._seen.get(s.tag)
+            if entry is None:
+                entry = self._seen[s.tag] = (collections.deque(), set())
+            order, seen = entry
+            if s.timestamp in seen:
+                dropped += 1
+                continue
+            seen.add(s.timestamp)
+            order.append(s.timestamp)
+            if len(order) > self._window:
+                seen.discard(order.popleft())
+            kept.append(s)
+        return kept, dropped
+
+
+class MqttRouter:
+    """Bindings for one MQTT connection.
+
+    json_topics: exact topic → the fields that message carries (one message may hold many tags).
+    sparkplug: Sparkplug metric → binding; the router subscribes to ``spBv1.0/<group>/#`` for each group.
+    extra_subscriptions: further topic filters (messages on them that no binding claims are counted as
+        ``unknown_topic`` and dead-lettered, which is how a misconfigured publisher shows up).
+    max_payload_bytes: larger payloads are dead-lettered undecoded.
+    dedupe_window: timestamps remembered per tag for de-duplication (0 disables).
+    dead_letter_payload_bytes: how much of a refused payload the dead letter keeps.
+    """
+
+    def __init__(
+        self,
+        json_topics: Mapping[str, Sequence[JsonField]] | None = None,
+        sparkplug: Mapping[MetricKey, TagBinding] | None = None,
+        *,
+        extra_subscriptions: Sequence[str] = (),
+        max_payload_bytes: int = 262_144,
+        dedupe_window: int = 256,
+        dead_letter_payload_bytes: int = 4096,
+        rebirth_retry_s: float = 5.0,
+    ) -> None:
+        self._json = {topic: tuple(fields) for topic, fields in (json_topics or {}).items()}
+        for topic in self._json:
+            if "+" in topic or "#" in topic:
+                raise ValueError(f"JSON binding topic {topic!r} must be an exact topic, not a filter")
+        self._sparkplug = SparkplugHost(sparkplug or {}, rebirth_retry_s)
+        self._extra = tuple(extra_subscriptions)
+        self._max_payload = max_payload_bytes
+        self._dedupe = _Dedupe(dedupe_window) if dedupe_window > 0 else None
+        self._dl_bytes = dead_letter_payload_bytes
+        self.counts: collections.Counter[str] = collections.Counter()
+
+    @property
+    def sparkplug(self) -> SparkplugHost:
+        return self._sparkplug
+
+    def subscriptions(self) -> list[str]:
+        subs = sorted(self._json)
+        subs += [f"{NAMESPACE}/{g}/#" for g in sorted(self._sparkplug.groups)]
+        subs += [s for s in self._extra if s not in subs]
+        return subs
+
+    def _dead(
+        self, out: Routed, topic: str, payload: bytes, received_at: float, code: str, detail: str
+    ) -> None:
+        code = str(code)
+        self.counts[code] += 1
+        reason = f"{code}: {detail}" if detail else code
+        out.dead_letters.append(
+            DeadLetter(SOURCE_PREFIX + topic, received_at, reason, payload[: self._dl_bytes])
+        )
+
+    def handle(self, topic: str, payload: bytes, received_at: float) -> Routed:
+        """Route one message; never raises on bad input."""
+        out = Routed()
+        self.counts["messages"] += 1
+        if len(payload) > self._max_payload:
+            self._dead(out, topic, payload, received_at, RouteRefusal.OVERSIZED, f"{len(payload)} bytes")
+            return out
+        fields = self._json.get(topic)
+        if fields is not None:
+            decoded = decode_json(payload, fields, received_at)
+            samples, refusals = decoded.samples, decoded.refusals
+        elif topic.startswith(NAMESPACE + "/"):
+            result = self._sparkplug.handle(topic, payload, received_at)
+            samples, refusals = result.samples, result.refusals
+            out.commands = result.commands
+            if result.seq_gap:
+                self.counts["sparkplug_seq_gap"] += 1
+            self.counts["rebirth_requests"] += len(result.commands)
+        else:
+            self._dead(out, topic, payload, received_at, RouteRefusal.UNKNOWN_TOPIC, "")
+            return out
+        for code, detail in refusals:
+            self._dead(out, topic, payload, received_at, code, detail)
+        if self._dedupe is not None and samples:
+            samples, dropped = self._dedupe.fresh(samples)
+            self.counts["duplicates"] += dropped
+        self.counts["samples"] += len(samples)
+        out.samples = samples
+        return out
