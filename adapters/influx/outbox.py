@@ -115,6 +115,7 @@ class Outbox:
         self._accepted = 0
         self._dropped = 0
         self._invalid = 0
+        self._next_drop_log = 0.0
         self._closed = False
         self._writer: BufferedWriter[Sample | Point] = BufferedWriter(
             self._persist,
