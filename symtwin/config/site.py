@@ -246,6 +246,7 @@ class _Checker:
         self.path = path
         self.base = path.parent
         self.issues: list[Issue] = []
+        self._csv_cache: dict[Path, tuple[list[str], list[dict[str, str]]]] = {}
 
     def add(self, path: Path_, message: str, hint: str = "") -> None:
         self.issues.append(Issue(path, message, hint, self.located.where(path)))
@@ -550,26 +551,29 @@ class _Checker:
             self.add((*path, "time_unit"), f"{c.time_unit!r} is not a time unit", "use s, min, h or d")
             return None, None
         try:
-            with file.open(newline="", encoding="utf-8") as fh:
-                reader = csv.DictReader(fh)
-                cols = reader.fieldnames or []
-                for col in (c.time_column, c.value_column):
-                    if col not in cols:
-                        self.add(path, f"column {col!r} is not in {file.name} (columns: {', '.join(cols)})",
-                                 "name an existing column")
-                        return None, None
-                t, v = [], []
-                for row_no, row in enumerate(reader, start=2):
-                    try:
-                        t.append(float(row[c.time_column]))
-                        v.append(float(row[c.value_column]))
-                    except (TypeError, ValueError):
-                        self.add(path, f"{file.name} line {row_no}: not a number "
-                                 f"({row.get(c.time_column)!r}, {row.get(c.value_column)!r})", "fix that row")
-                        return None, None
+            if file not in self._csv_cache:  # several profiles often share one file
+                with file.open(newline="", encoding="utf-8") as fh:
+                    reader = csv.DictReader(fh)
+                    rows = list(reader)
+                    self._csv_cache[file] = (list(reader.fieldnames or []), rows)
         except (OSError, UnicodeDecodeError, csv.Error) as exc:
             self.add(path, f"cannot read {file.name}: {exc}", "")
             return None, None
+        cols, rows = self._csv_cache[file]
+        for col in (c.time_column, c.value_column):
+            if col not in cols:
+                self.add(path, f"column {col!r} is not in {file.name} (columns: {', '.join(cols)})",
+                         "name an existing column")
+                return None, None
+        t, v = [], []
+        for row_no, row in enumerate(rows, start=2):
+            try:
+                t.append(float(row[c.time_column]))
+                v.append(float(row[c.value_column]))
+            except (TypeError, ValueError):
+                self.add(path, f"{file.name} line {row_no}: not a number "
+                         f"({row.get(c.time_column)!r}, {row.get(c.value_column)!r})", "fix that row")
+                return None, None
         if len(t) < 2:
             self.add(path, f"{file.name} has fewer than two rows", "a profile needs at least two points")
             return None, None
