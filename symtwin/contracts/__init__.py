@@ -1,0 +1,1 @@
+"""Contracts per exchange, settlement against the stand-alone counterfactual, value allocation, reports."""
