@@ -210,7 +210,7 @@ def run_child_until_sigterm(url: str, outbox: Path, n: int) -> None:
     line = child.stdout.readline()
     assert line.strip() == str(n).encode(), child.stderr.read() if child.stderr else b""
     child.send_signal(signal.SIGTERM)
-    out, err = child.communicate(timeout=20)
+    _out, err = child.communicate(timeout=20)
     assert child.returncode == 0, err.decode()
 
 
