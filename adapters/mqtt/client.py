@@ -78,6 +78,7 @@ class MqttAdapter:
         self._lost_at: float | None = None
         self._reconnects = 0
         self._refusal: str | None = None
+        self._stopping = False
         self._ready: asyncio.Future[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._client = self._make_client()
@@ -113,6 +114,7 @@ class MqttAdapter:
         by paho's reconnect loop and show up in :meth:`stats` and the log.
         """
         cfg = self._cfg
+        self._stopping = False
         self._loop = asyncio.get_running_loop()
         self._ready = self._loop.create_future()
         props = Properties(PacketTypes.CONNECT)
@@ -136,6 +138,7 @@ class MqttAdapter:
         await self._shutdown()
 
     async def _shutdown(self) -> None:
+        self._stopping = True
         self._client.disconnect()
         await asyncio.to_thread(self._client.loop_stop)
         with self._lock:
@@ -214,7 +217,7 @@ class MqttAdapter:
             self._connected = False
             if was:
                 self._lost_at = time.monotonic()
-        if was:
+        if was and not self._stopping:
             log.warning("MQTT connection to %s:%s lost: %s", self._cfg.host, self._cfg.port, reason_code)
 
     def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:

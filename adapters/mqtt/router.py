@@ -31,6 +31,24 @@ class Routed:
     commands: list[tuple[str, bytes]] = field(default_factory=list)
 
 
+def filter_covers(topic_filter: str, topic: str) -> bool:
+    """True if every topic matched by ``topic`` (a topic or filter) is matched by ``topic_filter``."""
+    f_parts, t_parts = topic_filter.split("/"), topic.split("/")
+    for i, f in enumerate(f_parts):
+        if f == "#":
+            return True
+        if i >= len(t_parts):
+            return False
+        t = t_parts[i]
+        if f == "+":
+            if t == "#":
+                return False
+            continue
+        if f != t:
+            return False
+    return len(f_parts) == len(t_parts)
+
+
 class _Dedupe:
     """Drops a sample whose (tag, timestamp) was seen among the tag's last ``window`` timestamps.
 
@@ -100,10 +118,12 @@ class MqttRouter:
         return self._sparkplug
 
     def subscriptions(self) -> list[str]:
+        """Topic filters to subscribe, without any covered by another (overlapping subscriptions make
+        the broker deliver a message once per match)."""
         subs = sorted(self._json)
         subs += [f"{NAMESPACE}/{g}/#" for g in sorted(self._sparkplug.groups)]
         subs += [s for s in self._extra if s not in subs]
-        return subs
+        return [s for s in subs if not any(f != s and filter_covers(f, s) for f in subs)]
 
     def _dead(
         self, out: Routed, topic: str, payload: bytes, received_at: float, code: str, detail: str

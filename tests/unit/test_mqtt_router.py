@@ -22,7 +22,7 @@ def router(**kw: object) -> MqttRouter:
 
 
 def test_subscriptions_cover_json_topics_sparkplug_groups_and_extras() -> None:
-    assert router().subscriptions() == ["site/hx1", "spBv1.0/park/#", "site/#"]
+    assert router().subscriptions() == ["spBv1.0/park/#", "site/#"]  # site/hx1 is covered by site/#
 
 
 def test_json_message_routes_to_samples() -> None:
@@ -85,3 +85,15 @@ def test_sparkplug_gap_produces_rebirth_command_and_counts() -> None:
     assert r.counts["sparkplug_seq_gap"] == 1 and r.counts["rebirth_requests"] == 1
     out = r.handle("spBv1.0/park/NDATA/chp", b"\x0a", RX)
     assert out.dead_letters[0].reason.startswith("sparkplug_undecodable")
+
+
+def test_filter_coverage() -> None:
+    from adapters.mqtt.router import filter_covers
+
+    assert filter_covers("site/#", "site/hx1")
+    assert filter_covers("site/+", "site/hx1")
+    assert filter_covers("#", "spBv1.0/park/#")
+    assert not filter_covers("site/+", "site/hx1/t")
+    assert not filter_covers("site/+", "site/#")
+    assert not filter_covers("site/hx1", "site/hx2")
+    assert not filter_covers("site/hx1/x", "site/hx1")

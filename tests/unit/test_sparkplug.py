@@ -55,7 +55,7 @@ def test_known_wire_bytes() -> None:
         (DataType.STRING, "läuft"),
     ],
 )
-def test_round_trip_each_datatype(datatype: DataType, value: object) -> None:
+def test_round_trip_each_datatype(datatype: DataType, value: int | float | bool | str) -> None:
     p = Payload(
         timestamp=MS,
         seq=255,
