@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -86,7 +87,9 @@ def _loop_rho_u(rho: np.ndarray, u: np.ndarray) -> float:
     return acc
 
 
-def _ns_per_call(fn, a: np.ndarray, b: np.ndarray, repeat: int = 5) -> float:
+def _ns_per_call(
+    fn: Callable[[np.ndarray, np.ndarray], float], a: np.ndarray, b: np.ndarray, repeat: int = 5
+) -> float:
     fn(a[:10], b[:10])  # compile / load outside the timing
     best = float("inf")
     for _ in range(repeat):
