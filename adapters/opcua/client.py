@@ -29,6 +29,7 @@ import contextlib
 import json
 import logging
 import math
+import socket
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -70,6 +71,21 @@ MAX_NODES_PER_WRITE = ua.NodeId.from_string("i=11707")
 MAX_MONITORED_ITEMS_PER_CALL = ua.NodeId.from_string("i=11714")
 SERVER_STATE = ua.NodeId.from_string("i=2259")
 
+# Answers that a retry will not change: a person must fix credentials or trust.
+_REFUSALS = frozenset(
+    {
+        ua.StatusCodes.BadUserAccessDenied,
+        ua.StatusCodes.BadIdentityTokenRejected,
+        ua.StatusCodes.BadIdentityTokenInvalid,
+        ua.StatusCodes.BadCertificateUntrusted,
+        ua.StatusCodes.BadCertificateInvalid,
+        ua.StatusCodes.BadCertificateUriInvalid,
+        ua.StatusCodes.BadCertificateRevoked,
+        ua.StatusCodes.BadSecurityChecksFailed,
+        ua.StatusCodes.BadSecurityPolicyRejected,
+    }
+)
+
 # Transport-level failures: the link is the problem, not one node.
 _NETWORK_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
@@ -104,6 +120,36 @@ class _QuietAsyncua:
         cls._count -= 1
         if cls._count == 0:
             logging.getLogger("asyncua").setLevel(cls._saved_level)
+
+
+class _DropTransportTracebacks(logging.Filter):
+    """Drops asyncua records that carry a transport-loss exception: the adapter reports the outage once.
+
+    Needed besides :class:`_QuietAsyncua` because asyncua's publish loop can log its traceback a moment
+    before the loss is signalled to the adapter.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not isinstance(exc, ConnectionError | OSError | asyncio.TimeoutError)
+
+
+_TRANSPORT_FILTER = _DropTransportTracebacks()
+_NOISY_LOGGERS = (
+    "asyncua.client.ua_session.UaSession",
+    "asyncua.client.ua_session",
+    "asyncua.client.client",
+    "asyncua.client.ua_client.UaClient",
+    "asyncua.client.ua_client.UASocketProtocol",
+    "asyncua.common.subscription",
+)
+
+
+def _install_transport_filter() -> None:
+    for name in _NOISY_LOGGERS:
+        logger = logging.getLogger(name)
+        if _TRANSPORT_FILTER not in logger.filters:
+            logger.addFilter(_TRANSPORT_FILTER)
 
 
 @dataclass
@@ -167,6 +213,7 @@ class OpcUaAdapter:
         self._watchdog_task: asyncio.Task[None] | None = None
         self._down_since: float | None = None
         self._quiet = False
+        self._last_refusal = ""
         self._running = False
         self._op_lock = asyncio.Lock()  # one (re)subscription / client swap at a time
         for i, t in enumerate(self._tags):
@@ -185,6 +232,7 @@ class OpcUaAdapter:
         if self._running:
             return
         self._prepare_local_security()
+        _install_transport_filter()
         self._running = True
         self._queue = asyncio.Queue(self.cfg.queue_size)
         self._drain_task = asyncio.create_task(self._drain(), name=f"opcua-drain-{self.cfg.name}")
@@ -334,7 +382,8 @@ class OpcUaAdapter:
             )
             return
         assert sec.cert_path is not None and sec.key_path is not None
-        if ensure_certificate(sec.cert_path, sec.key_path, sec.application_uri, [sec.hostname]):
+        hosts = list(dict.fromkeys([sec.hostname, socket.gethostname()]))
+        if ensure_certificate(sec.cert_path, sec.key_path, sec.application_uri, hosts):
             log.info(
                 "OPC UA %s: generated client certificate %s for %s",
                 self.cfg.name,
@@ -392,6 +441,15 @@ class OpcUaAdapter:
             await self._secure(client)
             await asyncio.wait_for(client.connect(), self.cfg.timeouts.connect_s)
             await self._subscribe(client)
+        except ua.UaStatusCodeError as exc:
+            await self._discard(client)
+            if exc.code in _REFUSALS:
+                raise SecurityRefused(
+                    f"OPC UA {self.cfg.name}: {self.cfg.endpoint} refused the session: "
+                    f"{ua.StatusCode(exc.code).name} (check username/password and that the server trusts "
+                    f"the client certificate {self.cfg.security.cert_path})"
+                ) from exc
+            raise
         except BaseException:
             await self._discard(client)
             raise
@@ -419,7 +477,7 @@ class OpcUaAdapter:
         self._down_since = time.monotonic()
         self.stats.connection_losses += 1
         log.warning(
-            "OPC UA %s: connection to %s lost (%s); values go stale until it recovers",
+            "OPC UA %s: no connection to %s (%s); its values go stale until it recovers",
             self.cfg.name,
             self.cfg.endpoint,
             _short(reason),
@@ -787,7 +845,10 @@ class OpcUaAdapter:
         try:
             await self._open_session()
         except SecurityRefused as exc:
-            log.error("OPC UA %s: %s", self.cfg.name, exc)
+            self._mark_down(exc)
+            if str(exc) != self._last_refusal:  # once per distinct refusal, not once per retry
+                self._last_refusal = str(exc)
+                log.error("OPC UA %s: %s", self.cfg.name, exc)
             return
         except _NETWORK_ERRORS as exc:
             self._mark_down(exc)

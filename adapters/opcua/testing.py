@@ -14,6 +14,7 @@ enforce them; node-opcua does).
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 import socket
@@ -172,11 +173,13 @@ class OpcUaTestServer:
         """Set a value as the plant would: exact type, a source timestamp (now by default), a status code."""
         var = self._nodes[name]
         data_type = next(v.data_type for v in self.variables if v.name == name)
+        now = dt.datetime.now(dt.UTC)
+        src = source_time or now
         dv = ua.DataValue(
             to_variant(value, data_type),
-            StatusCode=ua.StatusCode(status),
-            SourceTimestamp=source_time or dt.datetime.now(dt.UTC),
-            ServerTimestamp=dt.datetime.now(dt.UTC),
+            StatusCode=ua.StatusCode(ua.UInt32(status)),
+            SourceTimestamp=ua.DateTime.fromtimestamp(src.timestamp(), dt.UTC),
+            ServerTimestamp=ua.DateTime.fromtimestamp(now.timestamp(), dt.UTC),
         )
         await var.write_value(dv)
 
@@ -196,3 +199,111 @@ class OpcUaTestServer:
 def quiet_server_logs() -> None:
     """asyncua's server logs every session at INFO and refused clients with tracebacks; tests want quiet."""
     logging.getLogger("asyncua.server").setLevel(logging.ERROR)
+
+
+class BlackholeProxy:
+    """A loopback TCP relay that can black-hole traffic, for outage tests without root or iptables.
+
+    ``blackhole()``: from now on, bytes in either direction are held back (TCP keeps the connections
+    open, so the peers see silence, not a reset: the case that makes a client hang), and new
+    connections are accepted but not forwarded. ``restore()``: held connections are reset (as a
+    server that gave up on them would) and new ones are forwarded again. Protocol-neutral: usable for
+    OPC UA and MQTT alike.
+    """
+
+    def __init__(self, target_port: int, *, port: int | None = None, target_host: str = "127.0.0.1") -> None:
+        self.target_host = target_host
+        self.target_port = target_port
+        self.port = port or free_port()
+        self._server: asyncio.Server | None = None
+        self._blackholed = False
+        self._conns: set[tuple[asyncio.StreamWriter, asyncio.StreamWriter | None]] = set()
+        self._held: list[asyncio.StreamWriter] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._reset_all()
+            await self._server.wait_closed()
+            self._server = None
+        for t in list(self._tasks):
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def blackhole(self) -> None:
+        self._blackholed = True
+
+    def restore(self) -> None:
+        self._blackholed = False
+        for w in self._held:
+            _abort(w)
+        self._held.clear()
+
+    def _reset_all(self) -> None:
+        for down, up in list(self._conns):
+            _abort(down)
+            if up is not None:
+                _abort(up)
+        self._conns.clear()
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._blackholed:
+            self._held.append(writer)  # accepted, never answered
+            return
+        try:
+            up_r, up_w = await asyncio.open_connection(self.target_host, self.target_port)
+        except OSError:
+            _abort(writer)
+            return
+        pair = (writer, up_w)
+        self._conns.add(pair)
+        self._spawn(self._pump(reader, up_w, writer))
+        self._spawn(self._pump(up_r, writer, up_w))
+
+    async def _pump(
+        self, src: asyncio.StreamReader, dst: asyncio.StreamWriter, src_w: asyncio.StreamWriter
+    ) -> None:
+        try:
+            while True:
+                data = await src.read(65536)
+                if not data:
+                    break
+                while self._blackholed:  # hold the bytes: the peer sees silence
+                    if dst not in self._held:
+                        self._held.append(dst)
+                    if src_w not in self._held:
+                        self._held.append(src_w)
+                    await asyncio.sleep(0.05)
+                if dst.is_closing():
+                    break
+                dst.write(data)
+                await dst.drain()
+        except (OSError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            _abort(dst)
+            _abort(src_w)
+
+    async def __aenter__(self) -> BlackholeProxy:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+
+def _abort(writer: asyncio.StreamWriter) -> None:
+    transport = writer.transport
+    if not transport.is_closing():
+        transport.abort()
