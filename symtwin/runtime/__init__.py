@@ -1,0 +1,1 @@
+"""The live service: clock, latest-value table, control cycle, metrics, and the snapshot the UI reads."""
