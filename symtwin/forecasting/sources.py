@@ -29,6 +29,7 @@ import math
 import os
 import threading
 import time
+import zoneinfo
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -331,3 +332,69 @@ class ModelForecastSource:
         return Forecast(
             self.name, t0, np.concatenate([[t0], target]), np.concatenate([[hist.load_w[i0]], values])
         )
+
+
+def read_history_csv(
+    path: Path,
+    load_column: str,
+    temperature_column: str,
+    *,
+    time_column: str = "Time",
+    start_s: float | None = None,
+    load_scale: float = 1.0,
+    temperature_offset_k: float = 273.15,
+    weekday_column: str | None = "Day",
+    timezone: str = "UTC",
+) -> History:
+    """Read a measured history (load, outdoor temperature) from a CSV file into a :class:`History`.
+
+    time_column: epoch seconds or ISO 8601 times; or, when ``start_s`` is given, seconds since that start.
+    load_scale: factor to W; temperature_offset_k: added to get K (273.15 for °C columns).
+    weekday_column: a day-of-week column (1 = Monday … 7 = Sunday) to check the times against; when
+        the first row's weekday disagrees with the one computed from the times (local time in ``timezone``), the start is moved
+        back to the nearest day with the file's weekday and a warning is logged (holiday dates are then
+        shifted by the same number of days). None skips the check.
+    Empty cells are missing values (NaN); samples are put on the file's regular step.
+    """
+    with path.open(newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        names = reader.fieldnames or []
+        for col in (time_column, load_column, temperature_column):
+            if col not in names:
+                raise ForecastDecodeError(f"{path}: no column {col!r} (columns: {', '.join(names)})")
+        times: list[float] = []
+        load: list[float] = []
+        temp: list[float] = []
+        first_weekday: int | None = None
+        for line, row in enumerate(reader, start=2):
+            try:
+                raw_t = row[time_column].strip()
+                times.append(float(raw_t) + start_s if start_s is not None else parse_time(raw_t))
+                load.append(float(row[load_column]) * load_scale if row[load_column].strip() else math.nan)
+                temp.append(
+                    float(row[temperature_column]) + temperature_offset_k
+                    if row[temperature_column].strip()
+                    else math.nan
+                )
+                if first_weekday is None and weekday_column and weekday_column in names:
+                    first_weekday = int(float(row[weekday_column]))
+            except (ValueError, ForecastDecodeError) as exc:
+                raise ForecastDecodeError(f"{path}:{line}: {exc}") from exc
+    if len(times) < 2:
+        raise ForecastDecodeError(f"{path}: fewer than two rows")
+    t = np.asarray(times)
+    if first_weekday is not None and start_s is not None:
+        computed = dt.datetime.fromtimestamp(t[0], zoneinfo.ZoneInfo(timezone)).isoweekday()
+        shift_days = (computed - first_weekday) % 7
+        if shift_days:
+            log.warning(
+                "%s: row 1 is weekday %d but the start makes it %d; moving the start back %d day(s) so "
+                "day-of-week features are right (holiday dates move with it)",
+                path,
+                first_weekday,
+                computed,
+                shift_days,
+            )
+            t = t - shift_days * 86400.0
+    step = float(np.median(np.diff(np.sort(t))))
+    return History.regular(t, load, temp, step)
