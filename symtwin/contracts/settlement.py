@@ -48,7 +48,7 @@ __all__ = [
     "split_periods",
 ]
 
-PERIODS = ("month", "week", "day")
+PERIODS = ("day", "week", "month", "quarter", "year")
 
 
 class SettlementError(ValueError):
@@ -267,29 +267,43 @@ def period_bounds(label: str) -> tuple[float, float]:
     return ts(d0), ts(d1)
 
 
+def _next_start(d: dt.date, period: str) -> dt.date:
+    if period == "day":
+        return d + dt.timedelta(days=1)
+    if period == "week":
+        return d + dt.timedelta(days=7)
+    months = {"month": 1, "quarter": 3, "year": 12}[period]
+    m = d.month - 1 + months
+    return dt.date(d.year + m // 12, m % 12 + 1, 1)
+
+
+def _period_start(d: dt.date, period: str) -> dt.date:
+    if period == "day":
+        return d
+    if period == "week":
+        return d - dt.timedelta(days=d.weekday())
+    if period == "month":
+        return d.replace(day=1)
+    if period == "quarter":
+        return dt.date(d.year, 3 * ((d.month - 1) // 3) + 1, 1)
+    return dt.date(d.year, 1, 1)
+
+
 def split_periods(start: float, end: float, period: str) -> list[tuple[float, float]]:
-    """Calendar periods (UTC) of kind ``period`` covering [start, end), clipped to it."""
+    """Calendar periods (UTC; ISO weeks from Monday) of kind ``period`` covering [start, end), clipped to it."""
     if period not in PERIODS:
         raise SettlementError(f"period must be one of {PERIODS}, got {period!r}")
+
+    def ts(d: dt.date) -> float:
+        return dt.datetime(d.year, d.month, d.day, tzinfo=dt.UTC).timestamp()
+
     out: list[tuple[float, float]] = []
-    day = dt.datetime.fromtimestamp(start, dt.UTC).date()
-    if period == "month":
-        cursor = day.replace(day=1)
-    elif period == "week":
-        cursor = day - dt.timedelta(days=day.weekday())
-    else:
-        cursor = day
-    while True:
-        if period == "month":
-            nxt = cursor + dt.timedelta(days=calendar.monthrange(cursor.year, cursor.month)[1])
-        else:
-            nxt = cursor + dt.timedelta(days=7 if period == "week" else 1)
-        a = dt.datetime(cursor.year, cursor.month, cursor.day, tzinfo=dt.UTC).timestamp()
-        b = dt.datetime(nxt.year, nxt.month, nxt.day, tzinfo=dt.UTC).timestamp()
-        if a >= end:
-            return out
-        out.append((max(a, start), min(b, end)))
+    cursor = _period_start(dt.datetime.fromtimestamp(start, dt.UTC).date(), period)
+    while ts(cursor) < end:
+        nxt = _next_start(cursor, period)
+        out.append((max(ts(cursor), start), min(ts(nxt), end)))
         cursor = nxt
+    return out
 
 
 # --------------------------------------------------------------------------- park

@@ -325,3 +325,17 @@ def test_allocated_savings_always_sum_to_the_park_total():
         assert sum(p.paid_eur for p in park.parties) == pytest.approx(
             sum(p.received_eur for p in park.parties)
         )
+
+
+def test_quarter_and_year_periods_clip_to_the_settled_range():
+    q = split_periods(NOV_START, NOV_END, "quarter")
+    assert q == [(NOV_START, NOV_END)]
+    y0, _ = period_bounds("2026-01")
+    _, y1 = period_bounds("2026-12")
+    quarters = split_periods(y0, y1, "quarter")
+    assert len(quarters) == 4 and quarters[1][0] == period_bounds("2026-04")[0]
+    assert split_periods(y0, y1, "year") == [(y0, y1)]
+    s = settle_exchange(
+        ContractTerms("c", "x1", "a", "b", FixedPrice(1.0), settlement_period="quarter"), hist([1.0]), *q[0]
+    )
+    assert s.delivered_mwh == 1.0
