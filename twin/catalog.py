@@ -114,7 +114,9 @@ UNIT_MODELS: dict[str, UnitModel] = {
                 Param("power_ratio", "1", "electric output per unit of fuel at full load", 0.25, 0.0, 0.6),
                 Param("steam_pressure", "Pa", "extraction pressure", 10e5, 1e5, 1e7),
                 Param("steam_temperature", "K", "extraction temperature", 453.15, **_TEMP),
-                Param("feedwater_temperature", "K", "feedwater / condensate return temperature", 378.15, **_TEMP),
+                Param(
+                    "feedwater_temperature", "K", "feedwater / condensate return temperature", 378.15, **_TEMP
+                ),
                 *_BOILER_PARAMS,
             ),
             (Port("steam_out", Medium.STEAM, _OUT), Port("heat_out", Medium.HOT_WATER, _OUT)),
@@ -137,6 +139,13 @@ UNIT_MODELS: dict[str, UnitModel] = {
                 Param("medium", "1", "0: hot water, 1: steam", 0.0, 0.0, 1.0, integer=True),
                 Param("steam_pressure", "Pa", "steam pressure when medium is steam", 10e5, 1e5, 1e7),
                 Param("supply_temperature", "K", "hot-water supply temperature", 363.15, **_TEMP),
+                Param(
+                    "feedwater_temperature",
+                    "K",
+                    "feedwater temperature when medium is steam",
+                    378.15,
+                    **_TEMP,
+                ),
                 *_BOILER_PARAMS,
             ),
             (Port("steam_out", Medium.STEAM, _OUT), Port("heat_out", Medium.HOT_WATER, _OUT)),
@@ -158,6 +167,14 @@ UNIT_MODELS: dict[str, UnitModel] = {
                 Param("max_pressure", "Pa", "relief pressure", 12e5, 1e5, 2e7),
                 Param("min_pressure", "Pa", "lowest pressure consumers accept", 8e5, 1e4, 1e7),
                 Param("heat_loss", "W/K", "loss coefficient to ambient", 100.0, 0.0, 1e6),
+                Param(
+                    "ambient_temperature",
+                    "K",
+                    "ambient temperature around the header",
+                    283.15,
+                    223.15,
+                    323.15,
+                ),
             ),
             (Port("steam_in", Medium.STEAM, _IN), Port("steam_out", Medium.STEAM, _OUT)),
             (
@@ -165,6 +182,8 @@ UNIT_MODELS: dict[str, UnitModel] = {
                 Quantity("internal_energy", "J", _S, "internal energy U"),
                 Quantity("pressure", "Pa", _O, "header pressure"),
                 Quantity("temperature", "K", _O, "header temperature"),
+                Quantity("vent_flow", "kg/s", _O, "steam vented by the relief valve"),
+                Quantity("enthalpy", "J/kg", _O, "specific enthalpy of the header steam"),
             ),
         ),
         UnitModel(
@@ -181,6 +200,7 @@ UNIT_MODELS: dict[str, UnitModel] = {
                 Quantity("demand", "1", _I, "steam demand as a fraction of design flow"),
                 Quantity("steam_flow", "kg/s", _O, "steam drawn"),
                 Quantity("heat_flow", "W", _O, "heat drawn from steam"),
+                Quantity("condensate_flow", "kg/s", _O, "condensate returned"),
             ),
             ("demand",),
         ),
@@ -191,12 +211,20 @@ UNIT_MODELS: dict[str, UnitModel] = {
             (
                 Param("capacity", "W", "largest surplus heat", None, 0.0, 1e10),
                 Param("temperature", "K", "temperature at which the heat is offered", 363.15, **_TEMP),
+                Param(
+                    "return_temperature",
+                    "K",
+                    "temperature the stream is cooled to at full use",
+                    313.15,
+                    **_TEMP,
+                ),
             ),
             (Port("heat_out", Medium.WASTE_HEAT, _OUT),),
             (
                 Quantity("available", "1", _I, "available surplus heat as a fraction of capacity"),
                 Quantity("use_setpoint", "1", _SP, "fraction of the available heat taken"),
-                Quantity("heat_flow", "W", _O, "surplus heat delivered"),
+                Quantity("heat_flow", "W", _O, "surplus heat offered to the stream (taken)"),
+                Quantity("mass_flow", "kg/s", _O, "mass flow of the surplus-heat stream"),
             ),
             ("available",),
         ),
@@ -224,6 +252,17 @@ UNIT_MODELS: dict[str, UnitModel] = {
                 Quantity("cold_outlet_temperature", "K", _O, "cold-side outlet temperature"),
                 Quantity("heat_flow", "W", _O, "heat transferred"),
                 Quantity("fouling", "1", _S, "UA as a fraction of clean UA (estimated)"),
+                Quantity("hot_temperature", "K", _S, "hot-side cell temperatures (vector)"),
+                Quantity("wall_temperature", "K", _S, "wall temperatures (vector)"),
+                Quantity("cold_temperature", "K", _S, "cold-side cell temperatures (vector)"),
+                Quantity(
+                    "hot_inlet_temperature", "K", _I, "hot inlet, used when the hot side is not connected"
+                ),
+                Quantity("hot_mass_flow", "kg/s", _I, "hot flow, used when the hot side is not connected"),
+                Quantity(
+                    "cold_inlet_temperature", "K", _I, "cold inlet, used when the cold side is not connected"
+                ),
+                Quantity("cold_mass_flow", "kg/s", _I, "cold flow, used when the cold side is not connected"),
             ),
         ),
         UnitModel(
@@ -239,6 +278,14 @@ UNIT_MODELS: dict[str, UnitModel] = {
                 Param("max_temperature", "K", "top-layer limit", 368.15, **_TEMP),
                 Param("min_temperature", "K", "return-side temperature when empty", 318.15, **_TEMP),
                 Param("max_flow", "kg/s", "largest charge or discharge flow", None, 0.0, 1e5),
+                Param(
+                    "mixing_time_constant",
+                    "s",
+                    "time constant of inversion (buoyancy) mixing",
+                    100.0,
+                    1.0,
+                    1e5,
+                ),
             ),
             (Port("hot_in", Medium.HOT_WATER, _IN), Port("hot_out", Medium.HOT_WATER, _OUT)),
             (
@@ -248,6 +295,7 @@ UNIT_MODELS: dict[str, UnitModel] = {
                 Quantity("bottom_temperature", "K", _O, "bottom-layer temperature"),
                 Quantity("state_of_charge", "1", _O, "stored energy between min and max temperature"),
                 Quantity("heat_flow", "W", _O, "heat into the tank (+ charge)"),
+                Quantity("ambient_temperature", "K", _I, "ambient temperature (default: the parameter)"),
             ),
         ),
         UnitModel(
@@ -257,7 +305,9 @@ UNIT_MODELS: dict[str, UnitModel] = {
             (
                 Param("length", "m", "pipe length", None, 1.0, 1e6),
                 Param("inner_diameter", "m", "inner diameter", None, 0.01, 5.0),
-                Param("loss_coefficient", "W/(m.K)", "heat loss per metre and kelvin to ground", 0.3, 0.0, 100.0),
+                Param(
+                    "loss_coefficient", "W/(m.K)", "heat loss per metre and kelvin to ground", 0.3, 0.0, 100.0
+                ),
                 Param("wall_heat_capacity", "J/(m.K)", "pipe wall heat capacity per metre", 2e4, 0.0, 1e8),
                 Param("wall_conductance", "W/(m.K)", "water-to-wall conductance per metre", 500.0, 0.0, 1e7),
                 Param("segments", "1", "finite volumes along the pipe", 50.0, 1.0, 2000.0, integer=True),
@@ -269,7 +319,8 @@ UNIT_MODELS: dict[str, UnitModel] = {
                 Quantity("wall_temperature", "K", _S, "segment wall temperatures (vector)"),
                 Quantity("outlet_temperature", "K", _O, "outlet temperature"),
                 Quantity("heat_loss", "W", _O, "heat lost to ground"),
-                Quantity("flow", "kg/s", _I, "mass flow"),
+                Quantity("flow", "kg/s", _O, "mass flow (set by the demand downstream)"),
+                Quantity("ground_temperature", "K", _I, "soil temperature (default: the parameter)"),
             ),
         ),
         UnitModel(
@@ -296,6 +347,9 @@ UNIT_MODELS: dict[str, UnitModel] = {
                 Quantity("heat_flow", "W", _O, "heat delivered"),
                 Quantity("electric_power", "W", _O, "electric power drawn"),
                 Quantity("cop", "1", _O, "coefficient of performance"),
+                Quantity(
+                    "source_temperature", "K", _I, "heat-source inlet temperature (default: the parameter)"
+                ),
             ),
         ),
         UnitModel(
@@ -307,6 +361,14 @@ UNIT_MODELS: dict[str, UnitModel] = {
                 Param("min_supply_temperature", "K", "lowest acceptable supply temperature", 345.15, **_TEMP),
                 Param("max_supply_temperature", "K", "highest allowed supply temperature", 360.15, **_TEMP),
                 Param("return_temperature", "K", "return temperature", 318.15, **_TEMP),
+                Param(
+                    "min_flow_fraction",
+                    "1",
+                    "bypass flow as a fraction of the largest flow",
+                    0.02,
+                    0.001,
+                    1.0,
+                ),
             ),
             (Port("heat_in", Medium.HOT_WATER, _IN),),
             (
@@ -314,6 +376,9 @@ UNIT_MODELS: dict[str, UnitModel] = {
                 Quantity("heat_flow", "W", _O, "heat demanded"),
                 Quantity("supply_temperature", "K", _O, "supply temperature at the node"),
                 Quantity("unmet", "W", _O, "demand not covered"),
+                Quantity("delivered", "W", _O, "heat delivered"),
+                Quantity("flow", "kg/s", _O, "district-heating flow drawn"),
+                Quantity("return_temperature", "K", _I, "return temperature (default: the parameter)"),
             ),
             ("demand",),
         ),
