@@ -11,7 +11,7 @@ Friedman, *The Elements of Statistical Learning*, 2nd ed., §3.4.1, eq. 3.44 for
 The features x_h use only what is known at the issue time t0:
 
 - calendar at the target time: hour-of-day one-hot, day-of-week one-hot, a day-off flag (weekend or a
-  holiday from config) times hour-of-day;
+  holiday from config) times hour-of-day, and whether the days the lagged loads come from were days off;
 - weather: heating degrees ``max(0, T_base - T)`` at the target time times hour-of-day (the daily shape
   of a heat load scales with the cold), its square, and the 24-hour mean temperature before the target
   time (building inertia) — from the measured temperature up to t0 and the temperature *forecast* after;
@@ -231,6 +231,10 @@ class Forecaster:
                 day_1h,
                 hour_1h * off_t[:, None],
                 off_t[:, None],
+                # whether the lagged days were days off: lets the model tell a holiday from a weekend,
+                # whose lagged loads are weekends too
+                off[target_idx - lag_day][:, None],
+                off[target_idx - lag_week][:, None],
                 (hdd**2)[:, None],
                 t_mean[:, None],
                 t_meas[issue][:, None],
@@ -518,6 +522,7 @@ def _feature_groups() -> Iterable[tuple[str, slice]]:
         ("day_of_week", 6),
         ("hour_x_day_off", h),
         ("day_off", 1),
+        ("lagged_days_off", 2),
         ("heating_degrees_sq", 1),
         ("t_out_mean_24h", 1),
         ("t_out_at_issue", 1),
