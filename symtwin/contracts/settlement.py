@@ -41,6 +41,7 @@ __all__ = [
     "PartyLedger",
     "PartyResult",
     "SettlementError",
+    "energy_per_step",
     "exchange_game",
     "period_bounds",
     "settle_exchange",
@@ -239,6 +240,27 @@ def settle_exchange(
         joint_saving_eur=joint,
         notes=tuple(notes),
     )
+
+
+def energy_per_step(t_s: np.ndarray, power_w: np.ndarray, end: float, max_gap_s: float) -> np.ndarray:
+    """Energy of each power sample held until the next one [MWh] (left rectangle rule).
+
+    t_s: sample times [s], increasing; power_w: delivered power [W]; end: end of the period [s];
+    max_gap_s: a sample is held at most this long [s], so a metering outage counts as no
+    delivery instead of extrapolating the last value across it. Non-finite power counts as 0.
+    """
+    t = np.asarray(t_s, dtype=float)
+    p = np.asarray(power_w, dtype=float)
+    if t.shape != p.shape:
+        raise SettlementError(f"times and power differ in shape: {t.shape} vs {p.shape}")
+    if t.size == 0:
+        return np.empty(0)
+    if np.any(np.diff(t) <= 0):
+        raise SettlementError("sample times must increase strictly")
+    dt_s = np.diff(np.r_[t, max(end, t[-1])])
+    dt_s = np.minimum(dt_s, max_gap_s)
+    e_j = np.where(np.isfinite(p), p, 0.0) * dt_s
+    return e_j / 3.6e9  # J -> MWh
 
 
 # --------------------------------------------------------------------------- periods

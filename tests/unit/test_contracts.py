@@ -339,3 +339,15 @@ def test_quarter_and_year_periods_clip_to_the_settled_range():
         ContractTerms("c", "x1", "a", "b", FixedPrice(1.0), settlement_period="quarter"), hist([1.0]), *q[0]
     )
     assert s.delivered_mwh == 1.0
+
+
+def test_energy_per_step_holds_each_sample_up_to_the_gap_limit():
+    from symtwin.contracts.settlement import energy_per_step
+
+    t = np.array([0.0, 3600.0, 7200.0, 18000.0])
+    p = np.array([1e6, 2e6, 3e6, np.nan])  # W
+    e = energy_per_step(t, p, end=21600.0, max_gap_s=3600.0)
+    # 1 MW·1 h, 2 MW·1 h, 3 MW held 1 h only (then a 2 h outage), NaN → 0
+    assert e == pytest.approx([1.0, 2.0, 3.0, 0.0])
+    with pytest.raises(SettlementError):
+        energy_per_step(np.array([1.0, 1.0]), np.array([1.0, 1.0]), 2.0, 10.0)

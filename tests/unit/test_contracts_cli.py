@@ -1,0 +1,105 @@
+"""`symtwin settle` end to end on the demo park: history store in, reports out."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from adapters.base import Sample
+from adapters.store.history import HistoryParams, LocalHistory
+from symtwin.cli import main
+from symtwin.contracts.settlement import period_bounds
+from symtwin.governance.audit import verify
+
+START, END = period_bounds("2026-11")
+
+
+@pytest.fixture
+def history(tmp_path):
+    path = tmp_path / "history.sqlite"
+    store = LocalHistory(HistoryParams(path, retention_s=1e12), clock=lambda: END)
+    samples = []
+    for h in range(24 * 30):
+        t = START + 3600.0 * h
+        samples.append(Sample("exchange.surplus_heat.heat_flow", t, 2e6))  # 2 MW all month → 1440 MWh
+        samples.append(Sample("factory.heat", t, 3e6))
+        samples.append(Sample("utility.town.heat", t, 5e6 + 1e6 * (h % 2)))
+        samples.append(Sample("utility.hx.t_out", t, 345.0))
+    store.write(samples)
+    assert store.flush()
+    store.close()
+    return path
+
+
+def test_settle_writes_filtered_reports(tmp_path, history, repo_root, capsys):
+    inputs = tmp_path / "inputs.json"
+    inputs.write_text(
+        json.dumps(
+            {
+                "parties": {
+                    "factory": {"standalone_cost_eur": 1000.0, "operating_cost_eur": 1000.0},
+                    "utility": {
+                        "standalone_cost_eur": 90000.0,
+                        "operating_cost_eur": 50000.0,
+                        "standalone_co2_t": 300,
+                        "operating_co2_t": 100,
+                    },
+                }
+            }
+        )
+    )
+    out = tmp_path / "reports"
+    rc = main(
+        [
+            "settle",
+            str(repo_root / "configs/demo.yaml"),
+            "--period",
+            "2026-11",
+            "--inputs",
+            str(inputs),
+            "--history",
+            str(history),
+            "--out",
+            str(out),
+            "--audit",
+            str(tmp_path / "audit.jsonl"),
+        ]
+    )
+    assert rc == 0, capsys.readouterr().err
+    with (out / "utility" / "settlement.csv").open(newline="") as f:
+        rows = {(r["section"], r["item"], r["contract"]): float(r["value"]) for r in csv.DictReader(f)}
+    assert rows[("contract", "delivered", "surplus_contract")] == pytest.approx(1440.0)
+    assert rows[("contract", "total_due", "surplus_contract")] == pytest.approx(1440.0 * 15.0)
+    assert rows[("party", "savings_allocated", "")] == pytest.approx(40000.0 - 1440.0 * 15.0)
+    assert rows[("park", "total_savings", "")] == pytest.approx(40000.0)
+    with (out / "factory" / "series.csv").open(newline="") as f:
+        names = {r["name"] for r in csv.DictReader(f)}
+    assert "utility.hx.t_out" not in names and "utility.town.heat" not in names  # withheld / only aggregated
+    assert "utility.town.heat:mean_1h" in names and "factory.heat" in names
+    assert "utility.hx.t_out" not in (out / "factory" / "report.html").read_text()
+    assert verify(tmp_path / "audit.jsonl").ok
+
+
+def test_settle_reports_missing_inputs(tmp_path, history, repo_root, capsys):
+    inputs = tmp_path / "inputs.json"
+    inputs.write_text(
+        json.dumps({"parties": {"factory": {"standalone_cost_eur": 1, "operating_cost_eur": 1}}})
+    )
+    rc = main(
+        [
+            "settle",
+            str(repo_root / "configs/demo.yaml"),
+            "--period",
+            "2026-11",
+            "--inputs",
+            str(inputs),
+            "--history",
+            str(history),
+            "--out",
+            str(tmp_path / "r"),
+        ]
+    )
+    assert rc == 2
+    assert "parties.utility" in capsys.readouterr().err
