@@ -42,6 +42,9 @@ FloatArray = npt.NDArray[np.float64]
 
 log = logging.getLogger(__name__)
 
+# Epoch seconds are ~1.8e9: relative tolerances (np.isclose) would match times hours apart.
+TIME_TOLERANCE_S = 1e-3
+
 
 class HorizonIncomplete(Exception):
     """No provider, not even the last resort, covered some steps of the horizon."""
@@ -185,10 +188,10 @@ def cover(checked: _Checked, grid: FloatArray, rules: ValidationRules, counts: C
     t, v = checked.times_s, checked.values
     out = np.full(len(grid), np.nan)
     if len(t) == 1:
-        out[np.isclose(grid, t[0])] = v[0]
+        out[np.abs(grid - t[0]) <= TIME_TOLERANCE_S] = v[0]
         return out
     j = np.searchsorted(t, grid, side="left")
-    exact = (j < len(t)) & np.isclose(t[np.minimum(j, len(t) - 1)], grid)
+    exact = (j < len(t)) & (np.abs(t[np.minimum(j, len(t) - 1)] - grid) <= TIME_TOLERANCE_S)
     out[exact] = v[np.minimum(j, len(t) - 1)][exact]
     inner = ~exact & (j > 0) & (j < len(t))
     jj = j[inner]
@@ -199,8 +202,12 @@ def cover(checked: _Checked, grid: FloatArray, rules: ValidationRules, counts: C
     out[inner] = vals
     # an interpolated step counts as a repair when its neighbours are further apart than the series' usual step
     typical = float(np.median(np.diff(t)))
-    counts["gap_interpolated"] += int(np.sum(ok & ((hi_t - lo_t) > 1.5 * typical)))
-    counts["gap_uncovered"] += int(np.sum(~ok))
+    for rule, k in (
+        ("gap_interpolated", np.sum(ok & ((hi_t - lo_t) > 1.5 * typical))),
+        ("gap_uncovered", np.sum(~ok)),
+    ):
+        if k:
+            counts[rule] += int(k)
     return out
 
 
