@@ -223,8 +223,9 @@ class HorizonAssembler:
     counters: Counter[str] = field(default_factory=Counter)
     _failing: dict[str, str] = field(default_factory=dict)
 
-    def assemble(self, now: float, times_s: Sequence[float] | FloatArray) -> ForecastHorizon:
-        grid = np.asarray(times_s, dtype=float)
+    def assemble(self, now: float, times_s: npt.ArrayLike) -> ForecastHorizon:
+        """The horizon at ``times_s`` [s, epoch UTC] as known at ``now`` [s, epoch UTC]."""
+        grid = np.asarray(times_s, dtype=np.float64)
         values = np.full(len(grid), np.nan)
         sources: list[str] = [""] * len(grid)
         alarms: list[Alarm] = []

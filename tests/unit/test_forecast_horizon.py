@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from symtwin.forecasting.horizon import (
     AlarmKind,
     Forecast,
+    ForecastHorizon,
     HorizonAssembler,
     HorizonIncomplete,
     ValidationRules,
@@ -22,7 +23,7 @@ from symtwin.forecasting.horizon import FloatArray as Arr
 
 NOW = 1_767_600_000.0  # 2026-01-05 08:00 UTC
 STEP = 3600.0
-GRID = NOW + STEP * np.arange(1, 13)  # the MPC's 12-step horizon
+GRID = np.asarray(NOW + STEP * np.arange(1, 13), dtype=np.float64)  # the MPC's 12-step horizon
 PROFILE_VALUE = 5.0e6
 
 
@@ -55,7 +56,7 @@ def mqtt(values: list[float], *, issued: float = NOW - 60.0, times: list[float] 
     return Forecast("mqtt:forecast/demand", issued, t, np.asarray(values, dtype=float))
 
 
-def assemble(fc: Forecast | None, rules: ValidationRules = RULES) -> tuple[HorizonAssembler, object]:
+def assemble(fc: Forecast | None, rules: ValidationRules = RULES) -> tuple[HorizonAssembler, ForecastHorizon]:
     asm = HorizonAssembler([(Fixed("mqtt:forecast/demand", fc), rules), (Flat(), ValidationRules())])
     return asm, asm.assemble(NOW, GRID)
 

@@ -40,7 +40,7 @@ def synthetic(days: int = 70, seed: int = 0, holidays: set[dt.date] | None = Non
         off |= np.array([dt.datetime.fromtimestamp(x, dt.UTC).date() in holidays for x in t])
     load = 0.4e6 + 0.25e6 * np.maximum(0.0, 290.15 - temp) * shape * np.where(off, 0.7, 1.0)
     load = load * (1 + rng.normal(0, 0.02, n))
-    return History(t, load, temp)
+    return History(np.asarray(t, dtype=np.float64), load, temp)
 
 
 STEPS = 8  # a short horizon keeps each fit well under a second
