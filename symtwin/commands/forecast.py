@@ -18,6 +18,7 @@ import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from symtwin.commands._common import add_config_argument, load_or_exit
 
@@ -76,7 +77,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             "--temperature-column", default="Toa", help="history column of the outdoor temperature [degC]"
         )
         p.add_argument("--time-column", default="Time", help="history time column (default Time)")
-        p.add_argument("--start", help="ISO date-time of t = 0 for relative times (default: site.start)")
+        p.add_argument(
+            "--start", help="ISO date-time of t = 0 for relative times (default: site.start, else 2024-01-01)"
+        )
         p.add_argument(
             "--holiday", action="append", default=[], help="a holiday date YYYY-MM-DD (repeatable)"
         )
@@ -113,7 +116,9 @@ def run(args: argparse.Namespace) -> int:
     from symtwin.forecasting.sources import ForecastDecodeError, read_history_csv
 
     settings = forecast_settings(args.config, args.demand)
-    start_s = settings.start_s
+    # relative history times need a t = 0; without one from the config, a synthetic Monday (the
+    # history's weekday column then moves it; holiday dates are meaningless in that case)
+    start_s = settings.start_s or dt.datetime(2024, 1, 1, tzinfo=ZoneInfo(settings.timezone)).timestamp()
     if args.start:
         start_s = dt.datetime.fromisoformat(args.start.replace("Z", "+00:00")).timestamp()
     holidays = settings.holidays | {dt.date.fromisoformat(d) for d in args.holiday}

@@ -334,6 +334,9 @@ class ModelForecastSource:
         )
 
 
+RELATIVE_TIME_LIMIT_S = 1e8
+
+
 def read_history_csv(
     path: Path,
     load_column: str,
@@ -348,7 +351,8 @@ def read_history_csv(
 ) -> History:
     """Read a measured history (load, outdoor temperature) from a CSV file into a :class:`History`.
 
-    time_column: epoch seconds or ISO 8601 times; or, when ``start_s`` is given, seconds since that start.
+    time_column: ISO 8601 times, epoch seconds, or seconds since ``start_s`` [s, epoch] — numbers below
+        1e8 (about three years) are taken as relative.
     load_scale: factor to W; temperature_offset_k: added to get K (273.15 for °C columns).
     weekday_column: a day-of-week column (1 = Monday … 7 = Sunday) to check the times against; when
         the first row's weekday disagrees with the one computed from the times (local time in ``timezone``), the start is moved
@@ -368,8 +372,7 @@ def read_history_csv(
         first_weekday: int | None = None
         for line, row in enumerate(reader, start=2):
             try:
-                raw_t = row[time_column].strip()
-                times.append(float(raw_t) + start_s if start_s is not None else parse_time(raw_t))
+                times.append(parse_time(row[time_column].strip()))
                 load.append(float(row[load_column]) * load_scale if row[load_column].strip() else math.nan)
                 temp.append(
                     float(row[temperature_column]) + temperature_offset_k
@@ -383,7 +386,12 @@ def read_history_csv(
     if len(times) < 2:
         raise ForecastDecodeError(f"{path}: fewer than two rows")
     t = np.asarray(times)
-    if first_weekday is not None and start_s is not None:
+    relative = bool(np.nanmax(np.abs(t)) < RELATIVE_TIME_LIMIT_S)
+    if relative:
+        if start_s is None:
+            raise ForecastDecodeError(f"{path}: times are relative (seconds since a start); give the start")
+        t = t + start_s
+    if first_weekday is not None and relative and start_s is not None:
         computed = dt.datetime.fromtimestamp(t[0], zoneinfo.ZoneInfo(timezone)).isoweekday()
         shift_days = (computed - first_weekday) % 7
         if shift_days:

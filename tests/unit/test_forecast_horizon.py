@@ -197,7 +197,7 @@ values_st = st.lists(
 )
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(
     values=values_st,
     shuffle=st.randoms(use_true_random=False),
