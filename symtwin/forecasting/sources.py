@@ -13,8 +13,11 @@ MQTT payloads are JSON (UTF-8), one of:
 
 Times are numbers [s since the Unix epoch] or ISO 8601 strings with an offset; ``null`` values stand
 for missing ones (validation drops them). Values are multiplied by ``scale`` to get SI.
-Sparkplug B payloads are not decoded yet: ``adapters/mqtt`` has no Sparkplug decoder to reuse, so a
-Sparkplug message is set aside as a dead letter ("not JSON").
+
+Sparkplug B payloads (decoded with ``adapters.mqtt.sparkplug``): the payload ``timestamp`` [ms] is the
+issue time; every metric named ``metric`` is one point, its own ``timestamp`` [ms] the time the value
+applies at (Sparkplug allows one name several times in a payload); a null metric is a missing value.
+Metrics must carry their names (aliases need the node's birth, which a forecast publisher may not send).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from __future__ import annotations
 import collections
 import csv
 import datetime as dt
+import enum
 import io
 import json
 import logging
@@ -124,9 +128,43 @@ def decode_json_forecast(payload: bytes, source: str, step_s: float, scale: floa
     return Forecast(source, issued, np.asarray(times, dtype=float), np.asarray(values, dtype=float) * scale)
 
 
+class PayloadEncoding(enum.StrEnum):
+    JSON = "json"
+    SPARKPLUG = "sparkplug"
+
+
+def decode_sparkplug_forecast(payload: bytes, source: str, metric: str, scale: float = 1.0) -> Forecast:
+    """Decode a Sparkplug B forecast payload (convention in the module docstring)."""
+    from adapters.mqtt.sparkplug import SparkplugDecodeError, decode_payload
+
+    try:
+        p = decode_payload(payload)
+    except SparkplugDecodeError as exc:
+        raise ForecastDecodeError(f"not a Sparkplug B payload: {exc}") from exc
+    if p.timestamp is None:
+        raise ForecastDecodeError("a Sparkplug forecast needs the payload timestamp (the issue time)")
+    times: list[float] = []
+    values: list[float] = []
+    for m in p.metrics:
+        if m.name != metric:
+            continue
+        if m.timestamp is None:
+            raise ForecastDecodeError(
+                f"metric {metric!r} without a timestamp (the time its value applies at)"
+            )
+        times.append(m.timestamp / 1000.0)
+        values.append(math.nan if m.is_null or m.value is None else _number(m.value))
+    if not values:
+        raise ForecastDecodeError(f"no metric named {metric!r} in the payload")
+    return Forecast(source, p.timestamp / 1000.0, np.asarray(times), np.asarray(values) * scale)
+
+
 @dataclass
 class MqttForecastListener:
     """Holds the newest forecast received on an MQTT topic; transport-agnostic.
+
+    encoding: JSON or Sparkplug B (named in the config, never guessed from the payload); metric: the
+    Sparkplug metric name carrying the forecast points.
 
     The MQTT client calls :meth:`on_payload` from its network thread; that only appends to a queue
     (a slow callback would stall keep-alive). Decoding happens in :meth:`forecast`, on the caller's
@@ -137,6 +175,8 @@ class MqttForecastListener:
     topic: str
     step_s: float = 3600.0
     scale: float = 1.0
+    encoding: PayloadEncoding = PayloadEncoding.JSON
+    metric: str = "forecast"
     clock: Callable[[], float] = time.time
     counts: collections.Counter[str] = field(default_factory=collections.Counter)
     _inbox: collections.deque[tuple[bytes, float]] = field(default_factory=collections.deque)
@@ -157,7 +197,10 @@ class MqttForecastListener:
                 payload, received = self._inbox.popleft()
                 self.counts["received"] += 1
                 try:
-                    fc = decode_json_forecast(payload, self.name, self.step_s, self.scale)
+                    if self.encoding is PayloadEncoding.SPARKPLUG:
+                        fc = decode_sparkplug_forecast(payload, self.name, self.metric, self.scale)
+                    else:
+                        fc = decode_json_forecast(payload, self.name, self.step_s, self.scale)
                 except ForecastDecodeError as exc:
                     self.counts["malformed"] += 1
                     self._dead.append(DeadLetter(self.name, received, str(exc), payload))

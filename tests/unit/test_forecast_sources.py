@@ -156,3 +156,32 @@ def test_history_csv_with_relative_times_is_aligned_to_its_weekday_column(
     assert hist.t_out_k[0] == pytest.approx(271.15)
     with pytest.raises(ForecastDecodeError, match="no column 'nope'"):
         read_history_csv(path, "nope", "Toa", start_s=start)
+
+
+def sparkplug_forecast(issued_ms: int | None, points: list[tuple[int | None, float | None]]) -> bytes:
+    from adapters.mqtt.sparkplug import DataType, Metric, Payload, encode_payload
+
+    metrics = [Metric(name="forecast", timestamp=t, datatype=DataType.DOUBLE, value=v) for t, v in points]
+    metrics.append(Metric(name="other", timestamp=issued_ms, datatype=DataType.DOUBLE, value=99.0))
+    return encode_payload(Payload(timestamp=issued_ms, metrics=metrics, seq=0))
+
+
+def test_sparkplug_payload_carries_issue_time_and_timestamped_points() -> None:
+    from symtwin.forecasting.sources import PayloadEncoding, decode_sparkplug_forecast
+
+    ms = int(T0 * 1000)
+    raw = sparkplug_forecast(ms, [(ms + 3_600_000, 1.5), (ms + 7_200_000, None)])
+    fc = decode_sparkplug_forecast(raw, "mqtt:sp", "forecast", scale=1e6)
+    assert fc.issued_at == T0 and list(fc.times_s) == [T0 + H, T0 + 2 * H]
+    assert fc.values[0] == 1.5e6 and math.isnan(fc.values[1])
+    lst = MqttForecastListener("spBv1.0/park/DDATA/utility/forecaster", encoding=PayloadEncoding.SPARKPLUG)
+    lst.on_payload(raw)
+    lst.on_payload(sparkplug_forecast(None, [(ms, 1.0)]))  # no issue time
+    lst.on_payload(b"[1767600000, 1, 2]")  # JSON on a Sparkplug topic
+    got = lst.forecast(T0, np.array([T0]))
+    assert got is not None and got.issued_at == T0
+    assert lst.counts["malformed"] == 2
+    with pytest.raises(ForecastDecodeError, match="without a timestamp"):
+        decode_sparkplug_forecast(sparkplug_forecast(ms, [(None, 1.0)]), "m", "forecast")
+    with pytest.raises(ForecastDecodeError, match="no metric named"):
+        decode_sparkplug_forecast(raw, "m", "nope")
