@@ -9,10 +9,10 @@ microsecond resolution in a nanosecond-precision field, so the same sample alway
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from adapters.base import Sample
+from adapters.base import Quality, Sample
 
 SAMPLE_MEASUREMENT = "symtwin_sample"
 
@@ -86,6 +86,15 @@ def point_line(point: Point) -> str:
     return f"{point.measurement.translate(_MEAS_ESC)}{escape_tags(point.tags)} {','.join(fields)} {ts_ns(t)}"
 
 
+_MAX_TS = (2**63 - 1) / 1e9
+_QUALITY_STR: dict[object, str] = {q: str(int(q)) for q in Quality}
+
+
+def _within(bounds: Mapping[str, tuple[float, float]], tag: str, value: float) -> bool:
+    lim = bounds.get(tag)
+    return lim is None or lim[0] <= value <= lim[1]
+
+
 class SampleEncoder:
     """Turns samples into lines, caching the per-tag prefix (measurement + labels) for speed.
 
@@ -108,6 +117,39 @@ class SampleEncoder:
             p = f"{self._meas}{escape_tags({**self._labels.get(tag, {}), 'tag': tag})} "
             self._prefix[tag] = p
         return p
+
+    def encode_many(
+        self, items: Sequence[object], bounds: Mapping[str, tuple[float, float]] | None = None
+    ) -> tuple[list[str], list[object]]:
+        """Lines for the plainly valid samples, in order, and the items that need the careful path.
+
+        The fast path accepts a :class:`Sample` of a tag seen before with a float value that is finite
+        and within ``bounds``, a timestamp in range and a known quality; everything else (Points, first
+        sight of a tag, ints, NaN, ...) is handed back for ``adapters.store.checks.check_sample``.
+        About 3× cheaper per sample than check + ``line``.
+        """
+        lines: list[str] = []
+        slow: list[object] = []
+        prefixes = self._prefix
+        qstr = _QUALITY_STR
+        for item in items:
+            if type(item) is Sample:
+                v = item.value
+                ts = item.timestamp
+                p = prefixes.get(item.tag)
+                q = qstr.get(item.quality)
+                if (
+                    p is not None
+                    and q is not None
+                    and type(v) is float
+                    and v - v == 0.0  # finite: inf - inf and nan - nan are nan
+                    and 0.0 <= ts < _MAX_TS
+                    and (bounds is None or _within(bounds, item.tag, v))
+                ):
+                    lines.append(f"{p}value={v!r},quality={q}i {round(ts * 1_000_000) * 1000}")
+                    continue
+            slow.append(item)
+        return lines, slow
 
     def line(self, s: Sample) -> str:
         """The sample as one line; the caller has validated it (see adapters.store.checks)."""

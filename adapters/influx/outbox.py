@@ -160,21 +160,24 @@ class Outbox:
         with self._lock:
             if self._closed:
                 return None
-            rows = self._conn.execute(
-                "SELECT id, n, nbytes, body FROM outbox ORDER BY id LIMIT 64"
-            ).fetchall()
+            # Sizes first, bodies only for the rows taken: a body holds up to chunk_lines lines.
+            rows = self._conn.execute("SELECT id, n, nbytes FROM outbox ORDER BY id LIMIT 64").fetchall()
             ids: list[int] = []
-            bodies: list[bytes] = []
             lines = nbytes = 0
-            for rid, n, nb, body in rows:
+            for rid, n, nb in rows:
                 if ids and lines + n > max_lines:
                     break
                 ids.append(rid)
-                bodies.append(body)
                 lines += n
                 nbytes += nb
             if not ids:
                 return None
+            bodies = [
+                body
+                for (body,) in self._conn.execute(
+                    "SELECT body FROM outbox WHERE id >= ? AND id <= ? ORDER BY id", (ids[0], ids[-1])
+                )
+            ]
             self._inflight_max = ids[-1]
             return Batch(tuple(ids), lines, nbytes, b"\n".join(bodies))
 
@@ -226,19 +229,22 @@ class Outbox:
             self._dropped += n
 
     def _encode(self, items: list[Sample | Point]) -> tuple[list[str], list[DeadLetter]]:
-        lines: list[str] = []
+        lines, slow = self._encoder.encode_many(items, self._bounds)
+        if not slow:
+            return lines, []
+        # Something needed the careful path: redo this batch item by item to keep arrival order.
+        lines = []
         bad: list[DeadLetter] = []
         line = self._encoder.line
-        bounds = self._bounds
         now = self._clock()
         for item in items:
             try:
                 if isinstance(item, Point):
                     lines.append(point_line(item))
                     continue
-                reason = check_sample(item, bounds)
+                reason = check_sample(item, self._bounds)
                 if reason is None:
-                    lines.append(line(item))  # type: ignore[arg-type]
+                    lines.append(line(item))
                 else:
                     bad.append(dead_letter(self._source, now, reason, item))
             except (LineError, TypeError, ValueError, AttributeError) as e:
