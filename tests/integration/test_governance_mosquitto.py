@@ -43,7 +43,8 @@ class Client:
         self.connack: queue.Queue[object] = queue.Queue()
         self.puback: dict[int, object] = {}
         self.acked = threading.Event()
-        self.c = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        # no automatic reconnect: a refused client must stay refused (and leave no sockets behind)
+        self.c = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5, reconnect_on_failure=False)
         if user is not None:
             self.c.username_pw_set(user, password)
         self.c.on_connect = lambda c, u, f, rc, p: self.connack.put(rc)
@@ -75,6 +76,9 @@ class Client:
     def close(self) -> None:
         self.c.disconnect()
         self.c.loop_stop()
+        sock = self.c.socket()
+        if sock is not None:
+            sock.close()
 
 
 @pytest.fixture
