@@ -379,6 +379,31 @@ class TestPtFromRhoU:
         assert (pp, tt, xx) == (pytest.approx(p, rel=1e-10), pytest.approx(T, rel=1e-11), 1.0)
         assert u + pp * v == pytest.approx(steam.h_pt(p, T), rel=1e-10)
 
+    def test_random_states_round_trip(self) -> None:
+        rng = np.random.default_rng(11)
+        # 100 two-phase states, saturation 0.01-160 bar, any quality.
+        p = np.exp(rng.uniform(np.log(1e3), np.log(160e5), 100))
+        x = rng.uniform(0.0, 1.0, p.size)
+        sat = np.array([_saturated(float(a)) for a in p])
+        ts, vl, ul, vg, ug = sat.T
+        pp, tt, xx = steam.pt_x_from_rho_u(1.0 / (vl + x * (vg - vl)), ul + x * (ug - ul))
+        np.testing.assert_allclose(pp, p, rtol=1e-9)
+        np.testing.assert_allclose(tt, ts, rtol=1e-11)
+        np.testing.assert_allclose(xx, x, atol=1e-9)
+        # 100 superheated states up to 1073.15 K, p 0.01-160 bar.
+        p = np.exp(rng.uniform(np.log(1e3), np.log(160e5), 100))
+        T = np.minimum(steam.t_sat(p) + rng.uniform(0.01, 500.0, p.size), 1073.0)
+        pp, tt, xx = steam.pt_x_from_rho_u(steam.rho_pt(p, T), steam.u_pt(p, T))
+        np.testing.assert_allclose(pp, p, rtol=1e-10)
+        np.testing.assert_allclose(tt, T, rtol=1e-11)
+        assert np.all(xx == 1.0)
+
+    def test_vapour_below_triple_point_pressure(self) -> None:
+        # Less dense than saturated vapour at 273.16 K: no dew point in range, ideal-gas start.
+        p, T = 300.0, 400.0
+        pp, tt = steam.pt_from_rho_u(steam.rho_pt(p, T), steam.u_pt(p, T))
+        assert (pp, tt) == (pytest.approx(p, rel=1e-10), pytest.approx(T, rel=1e-11))
+
     def test_vectorised(self) -> None:
         p = np.array([1e5, 10e5, 20e5])
         T = np.array([450.0, 500.0, 600.0])
@@ -404,3 +429,14 @@ class TestPtFromRhoU:
     def test_outside_validity_raises(self, rho: float, u: float) -> None:
         with pytest.raises(SteamRangeError, match="outside the validity of pt_from_rho_u"):
             steam.pt_from_rho_u(rho, u)
+
+
+def test_region_ph_shortcut_bounds_hold() -> None:
+    """The enthalpy bounds region_ph uses to skip Gibbs evaluations really bound h over p."""
+    p = np.geomspace(1.0, 100.0 * MPA, 400)
+    assert max(kernels._r1_h(x, 273.15) for x in p[p >= kernels.P_SAT_TMIN]) <= kernels.H1_TMIN_MAX
+    assert min(kernels._r2_h(x, 1073.15) for x in p) >= kernels.H2_TMAX_MIN
+    p_sat_line = np.linspace(kernels.P_SAT_TMIN, kernels.P_SAT_623, 2000)
+    h_vap = [kernels._r2_h(x, kernels.t_sat(x)) for x in p_sat_line]
+    assert max(h_vap) <= kernels.H_SAT_VAPOUR_MAX
+    assert max(h_vap) > kernels.H_SAT_VAPOUR_MAX - 50.0  # the bound is tight, not just safe

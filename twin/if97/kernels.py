@@ -21,6 +21,9 @@ import os
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import numpy as np
+import numpy.typing as npt
+
 from twin.if97._coefficients import (
     B2BC,
     B23,
@@ -45,6 +48,31 @@ _B1_I, _B1_J, _B1_N = BACK1_TPH
 _B2A_I, _B2A_J, _B2A_N = BACK2A_TPH
 _B2B_I, _B2B_J, _B2B_N = BACK2B_TPH
 _B2C_I, _B2C_J, _B2C_N = BACK2C_TPH
+# Float copies of the exponents (the derivative factors i, i(i-1), ... are then plain float products).
+_R1_IF = _R1_I.astype(np.float64)
+_R1_JF = _R1_J.astype(np.float64)
+_R2_IF = _R2_I.astype(np.float64)
+_R2_JF = _R2_J.astype(np.float64)
+
+
+def _span(e: npt.NDArray[np.int64]) -> tuple[int, int]:
+    """Exponent range of a table widened to include 0 (what ``_powers`` needs)."""
+    return min(int(e.min()), 0), max(int(e.max()), 0)
+
+
+# Exponent ranges, frozen as compile-time constants.
+_R1_I_LO, _R1_I_HI = _span(_R1_I)
+_R1_J_LO, _R1_J_HI = _span(_R1_J)
+_R2_I_LO, _R2_I_HI = _span(_R2_I)
+_R2_J_LO, _R2_J_HI = _span(_R2_J)
+_B1_I_LO, _B1_I_HI = _span(_B1_I)
+_B1_J_LO, _B1_J_HI = _span(_B1_J)
+_B2A_I_LO, _B2A_I_HI = _span(_B2A_I)
+_B2A_J_LO, _B2A_J_HI = _span(_B2A_J)
+_B2B_I_LO, _B2B_I_HI = _span(_B2B_I)
+_B2B_J_LO, _B2B_J_HI = _span(_B2B_J)
+_B2C_I_LO, _B2C_I_HI = _span(_B2C_I)
+_B2C_J_LO, _B2C_J_HI = _span(_B2C_J)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -86,6 +114,14 @@ T_CRIT = 647.096
 P_CRIT = 22.064e6
 NAN = math.nan
 
+# Enthalpy bounds [J/kg] that let region_ph skip Gibbs evaluations (values from the equations above,
+# rounded outward; tests/unit/test_steam.py checks them): h1(p, 273.15 K) <= 95.386 kJ/kg for all
+# p <= 100 MPa (largest at 100 MPa); h2(p, 1073.15 K) >= 3715.18 kJ/kg (smallest at 100 MPa); the
+# saturated-vapour enthalpy h''(p) <= 2803.29 kJ/kg (largest near 3.08 MPa).
+H1_TMIN_MAX = 95.387e3
+H2_TMAX_MIN = 3715.18e3
+H_SAT_VAPOUR_MAX = 2803.30e3
+
 # Region codes returned by the selectors.
 OUTSIDE = 0
 REGION_1 = 1
@@ -93,6 +129,37 @@ REGION_2 = 2
 REGION_3 = 3  # inside IF97 but not implemented here
 REGION_4 = 4  # two-phase (only from (p, h) or (rho, u))
 REGION_5 = 5  # inside IF97 but not implemented here
+
+
+# ---------------------------------------------------------------------------------------------
+# Polynomial sums: all powers of a base by repeated multiplication (about 3x faster than one
+# integer power per term, and as accurate: the error of x**k grows by ~k ulp either way).
+# ---------------------------------------------------------------------------------------------
+@_jit
+def _powers(x: float, lo: int, hi: int) -> Any:
+    """Array a with a[k - lo] = x**k for lo <= k <= hi (lo <= 0 <= hi)."""
+    out = np.empty(hi - lo + 1)
+    out[-lo] = 1.0
+    for k in range(1, hi + 1):
+        out[k - lo] = out[k - 1 - lo] * x
+    if lo < 0:
+        xi = 1.0 / x
+        for k in range(1, -lo + 1):
+            out[-k - lo] = out[-k + 1 - lo] * xi
+    return out
+
+
+@_jit
+def _poly2(
+    x: float, y: float, ii: Any, jj: Any, nn: Any, i_lo: int, i_hi: int, j_lo: int, j_hi: int
+) -> float:
+    """sum_k nn[k] * x**ii[k] * y**jj[k] (the form of every backward equation)."""
+    xp = _powers(x, i_lo, i_hi)
+    yp = _powers(y, j_lo, j_hi)
+    total = 0.0
+    for k in range(nn.shape[0]):
+        total += nn[k] * xp[ii[k] - i_lo] * yp[jj[k] - j_lo]
+    return total
 
 
 # ---------------------------------------------------------------------------------------------
@@ -153,32 +220,31 @@ T_STAR_1 = 1386.0
 
 @_jit
 def _gamma1(p: float, T: float) -> tuple[float, float, float, float, float, float]:
-    """gamma and its derivatives (g, g_pi, g_pipi, g_tau, g_tautau, g_pitau) of region 1."""
-    pi = p / P_STAR_1
-    tau = T_STAR_1 / T
-    x = 7.1 - pi
-    y = tau - 1.222
+    """gamma and its derivatives (g, g_pi, g_pipi, g_tau, g_tautau, g_pitau) of region 1, eq. (7)."""
+    x = 7.1 - p / P_STAR_1
+    y = T_STAR_1 / T - 1.222
+    xp = _powers(x, _R1_I_LO, _R1_I_HI)
+    yp = _powers(y, _R1_J_LO, _R1_J_HI)
     g = 0.0
     gp = 0.0
     gpp = 0.0
     gt = 0.0
     gtt = 0.0
     gpt = 0.0
-    ii = _R1_I
-    jj = _R1_J
-    nn = _R1_N
-    for k in range(nn.shape[0]):
-        i = ii[k]
-        j = jj[k]
-        term = nn[k] * x**i * y**j
+    for k in range(_R1_N.shape[0]):
+        i = _R1_IF[k]
+        j = _R1_JF[k]
+        term = _R1_N[k] * xp[_R1_I[k] - _R1_I_LO] * yp[_R1_J[k] - _R1_J_LO]
         g += term
-        # d/dpi of x**i is -i x**(i-1); d/dtau of y**j is j y**(j-1).
-        gp -= i * term / x
-        gpp += i * (i - 1) * term / (x * x)
-        gt += j * term / y
-        gtt += j * (j - 1) * term / (y * y)
-        gpt -= i * j * term / (x * y)
-    return g, gp, gpp, gt, gtt, gpt
+        # d/dpi (7.1 - pi)**i = -i (7.1 - pi)**(i-1); the 1/x and 1/y factors are applied once below.
+        gp -= i * term
+        gpp += i * (i - 1.0) * term
+        gt += j * term
+        gtt += j * (j - 1.0) * term
+        gpt -= i * j * term
+    xi = 1.0 / x
+    yi = 1.0 / y
+    return g, gp * xi, gpp * xi * xi, gt * yi, gtt * yi * yi, gpt * xi * yi
 
 
 @_jit
@@ -242,38 +308,51 @@ T_STAR_2 = 540.0
 
 @_jit
 def _gamma2(p: float, T: float) -> tuple[float, float, float, float, float, float]:
-    """gamma = gamma0 + gamma_r and its derivatives (g, g_pi, g_pipi, g_tau, g_tautau, g_pitau)."""
+    """gamma = gamma0 + gamma_r and its derivatives (g, g_pi, g_pipi, g_tau, g_tautau, g_pitau) of
+    region 2, eqs. (15)-(17)."""
     pi = p / P_STAR_2
     tau = T_STAR_2 / T
     # Ideal-gas part, eq. (16): g0 = ln(pi) + sum n0 tau**J0.
-    g = math.log(pi)
-    gp = 1.0 / pi
-    gpp = -1.0 / (pi * pi)
-    gt = 0.0
-    gtt = 0.0
+    g0 = math.log(pi)
+    g0t = 0.0
+    g0tt = 0.0
     for k in range(REGION2_IDEAL_N.shape[0]):
         j = REGION2_IDEAL_J[k]
         term = REGION2_IDEAL_N[k] * tau**j
-        g += term
-        gt += j * term / tau
-        gtt += j * (j - 1) * term / (tau * tau)
+        g0 += term
+        g0t += j * term
+        g0tt += j * (j - 1) * term
     # Residual part, eq. (17): gr = sum n pi**I (tau - 0.5)**J.
-    gpt = 0.0
     y = tau - 0.5
-    ii = _R2_I
-    jj = _R2_J
-    nn = _R2_N
-    for k in range(nn.shape[0]):
-        i = ii[k]
-        j = jj[k]
-        term = nn[k] * pi**i * y**j
+    xp = _powers(pi, _R2_I_LO, _R2_I_HI)
+    yp = _powers(y, _R2_J_LO, _R2_J_HI)
+    g = 0.0
+    gp = 0.0
+    gpp = 0.0
+    gt = 0.0
+    gtt = 0.0
+    gpt = 0.0
+    for k in range(_R2_N.shape[0]):
+        i = _R2_IF[k]
+        j = _R2_JF[k]
+        term = _R2_N[k] * xp[_R2_I[k] - _R2_I_LO] * yp[_R2_J[k] - _R2_J_LO]
         g += term
-        gp += i * term / pi
-        gpp += i * (i - 1) * term / (pi * pi)
-        gt += j * term / y
-        gtt += j * (j - 1) * term / (y * y)
-        gpt += i * j * term / (pi * y)
-    return g, gp, gpp, gt, gtt, gpt
+        gp += i * term
+        gpp += i * (i - 1.0) * term
+        gt += j * term
+        gtt += j * (j - 1.0) * term
+        gpt += i * j * term
+    xi = 1.0 / pi
+    yi = 1.0 / y
+    ti = 1.0 / tau
+    return (
+        g0 + g,
+        xi + gp * xi,
+        -xi * xi + gpp * xi * xi,
+        g0t * ti + gt * yi,
+        g0tt * ti * ti + gtt * yi * yi,
+        gpt * xi * yi,
+    )
 
 
 @_jit
@@ -446,12 +525,8 @@ def rho_pt(p: float, T: float) -> float:
 # ---------------------------------------------------------------------------------------------
 @_jit
 def _t1_ph(p: float, h: float) -> float:
-    pi = p * 1.0e-6
-    eta1 = h / 2500.0e3 + 1.0
-    theta = 0.0
-    for k in range(_B1_N.shape[0]):
-        theta += _B1_N[k] * pi ** _B1_I[k] * eta1 ** _B1_J[k]
-    return theta
+    """Backward T(p, h) of region 1, eq. (11): theta = sum n pi**I (eta + 1)**J, eta = h / 2500 kJ/kg."""
+    return _poly2(p * 1.0e-6, h / 2500.0e3 + 1.0, _B1_I, _B1_J, _B1_N, _B1_I_LO, _B1_I_HI, _B1_J_LO, _B1_J_HI)
 
 
 @_jit
@@ -469,24 +544,15 @@ def p_2bc(h: float) -> float:
 
 @_jit
 def _t2_ph(p: float, h: float) -> float:
+    """Backward T(p, h) of region 2, eqs. (22)-(24), eta = h / 2000 kJ/kg; subregion 2a up to 4 MPa,
+    then 2b for h >= h_2bc(p) (equivalently p <= p_2bc(h)) and 2c below."""
     pi = p * 1.0e-6
     eta = h / 2000.0e3
-    theta = 0.0
     if p <= 4.0e6:
-        y = eta - 2.1
-        for k in range(_B2A_N.shape[0]):
-            theta += _B2A_N[k] * pi ** _B2A_I[k] * y ** _B2A_J[k]
-    elif p <= p_2bc(h):
-        x = pi - 2.0
-        y = eta - 2.6
-        for k in range(_B2B_N.shape[0]):
-            theta += _B2B_N[k] * x ** _B2B_I[k] * y ** _B2B_J[k]
-    else:
-        x = pi + 25.0
-        y = eta - 1.8
-        for k in range(_B2C_N.shape[0]):
-            theta += _B2C_N[k] * x ** _B2C_I[k] * y ** _B2C_J[k]
-    return theta
+        return _poly2(pi, eta - 2.1, _B2A_I, _B2A_J, _B2A_N, _B2A_I_LO, _B2A_I_HI, _B2A_J_LO, _B2A_J_HI)
+    if p <= p_2bc(h):
+        return _poly2(pi - 2.0, eta - 2.6, _B2B_I, _B2B_J, _B2B_N, _B2B_I_LO, _B2B_I_HI, _B2B_J_LO, _B2B_J_HI)
+    return _poly2(pi + 25.0, eta - 1.8, _B2C_I, _B2C_J, _B2C_N, _B2C_I_LO, _B2C_I_HI, _B2C_J_LO, _B2C_J_HI)
 
 
 @_jit
@@ -501,11 +567,15 @@ def region_ph(p: float, h: float) -> int:
         if h > _r2_h(p, T_MAX_R2) and p <= P_MAX_R5:
             return REGION_5
         return OUTSIDE
-    if h < _r1_h(p, T_MIN):
+    # The outer limits h(p, 273.15 K) and h(p, 1073.15 K) cost a Gibbs evaluation each; skip them
+    # when h is clearly inside (H1_TMIN_MAX, H2_TMAX_MIN bound them over 0 < p <= 100 MPa).
+    if h < H1_TMIN_MAX and h < _r1_h(p, T_MIN):
         return OUTSIDE
-    if h > _r2_h(p, T_MAX_R2):
+    if h > H2_TMAX_MIN and h > _r2_h(p, T_MAX_R2):
         return REGION_5 if p <= P_MAX_R5 else OUTSIDE
     if p <= P_SAT_623:
+        if h > H_SAT_VAPOUR_MAX:
+            return REGION_2  # above the highest saturated-vapour enthalpy: no need for T_sat(p)
         ts = t_sat(p)
         if h <= _r1_h(p, ts):
             return REGION_1
@@ -553,84 +623,128 @@ _X_TOL = 1e-9  # vapour fractions within this of [0, 1] are rounding errors of a
 def _sat_vu(T: float) -> tuple[float, float, float, float, float]:
     """(p_sat, v', u', v'', u'') on the saturation line at temperature T [K] (T <= 623.15 K)."""
     ps = p_sat(T)
-    return ps, _r1_v(ps, T), _r1_u(ps, T), _r2_v(ps, T), _r2_u(ps, T)
+    _, gp1, _, gt1, _, _ = _gamma1(ps, T)
+    _, gp2, _, gt2, _, _ = _gamma2(ps, T)
+    pi1 = ps / P_STAR_1
+    pi2 = ps / P_STAR_2
+    v1 = pi1 * gp1 * R * T / ps
+    u1 = R * T * (T_STAR_1 / T * gt1 - pi1 * gp1)
+    v2 = pi2 * gp2 * R * T / ps
+    u2 = R * T * (T_STAR_2 / T * gt2 - pi2 * gp2)
+    return ps, v1, u1, v2, u2
+
+
+@_jit
+def _vu_derivs(
+    gp: float, gpp: float, gt: float, gtt: float, gpt: float, p: float, T: float, p_star: float, t_star: float
+) -> tuple[float, float, float, float, float, float]:
+    """v, u and their partial derivatives (dv/dp, dv/dT, du/dp, du/dT) from the Gibbs derivatives of
+    region 1 or 2 (pi = p/p_star, tau = t_star/T); Tables 3 and 12 differentiated by p and T."""
+    pi = p / p_star
+    tau = t_star / T
+    v = R * T * gp / p_star
+    u = R * t_star * gt - R * T * pi * gp
+    dv_dp = R * T * gpp / (p_star * p_star)
+    dv_dT = R * (gp - tau * gpt) / p_star
+    du_dp = R * (t_star * gpt - T * (gp + pi * gpp)) / p_star
+    du_dT = -R * tau * tau * gtt - R * pi * (gp - tau * gpt)
+    return v, u, dv_dp, dv_dT, du_dp, du_dT
+
+
+@_jit
+def _sat_derivs(T: float) -> tuple[float, float, float, float, float, float, float, float, float]:
+    """(p_sat, v', u', v'', u'' and their total T-derivatives along the saturation line) at T [K]."""
+    ps = p_sat(T)
+    # dp_sat/dT by a central difference: its O(d^2) error (~1e-9 relative) only slows Newton.
+    d = 1.0e-3
+    dps = (p_sat(T + d) - p_sat(T - d)) / (2.0 * d)
+    _, gp, gpp, gt, gtt, gpt = _gamma1(ps, T)
+    v1, u1, v1p, v1t, u1p, u1t = _vu_derivs(gp, gpp, gt, gtt, gpt, ps, T, P_STAR_1, T_STAR_1)
+    _, gp, gpp, gt, gtt, gpt = _gamma2(ps, T)
+    v2, u2, v2p, v2t, u2p, u2t = _vu_derivs(gp, gpp, gt, gtt, gpt, ps, T, P_STAR_2, T_STAR_2)
+    return ps, v1, u1, v2, u2, v1p * dps + v1t, u1p * dps + u1t, v2p * dps + v2t, u2p * dps + u2t
+
+
+# ln v''(T) at the two ends of the range, only used for the first guess of _t_dew_from_v.
+_LNV_G_LO = math.log(206.1)  # v''(273.16 K) ~ 206.0 m3/kg
+_LNV_G_HI = math.log(0.008803)  # v''(623.15 K) ~ 0.00880 m3/kg
 
 
 @_jit
 def _t_dew_from_v(v: float) -> float:
-    """Saturation temperature [K] whose saturated-vapour volume equals v [m3/kg]; NaN if outside.
+    """Saturation temperature [K] whose saturated-vapour volume equals v [m3/kg]; NaN if outside
+    RHOU_T_LO..RHOU_T_HI.
 
-    ln v'' is close to linear in 1/T, so the Illinois variant of regula falsi in (1/T, ln v'') converges
-    in a few steps and is bracketed, hence safe.
+    Newton on ln v''(T) = ln v in the variable s = 1/T, where ln v'' is nearly linear (Clausius-Clapeyron
+    with an ideal gas), started from that straight line; iterates are kept inside the range.
     """
-    a = 1.0 / RHOU_T_HI  # small 1/T, small v''
-    b = 1.0 / RHOU_T_LO
     lnv = math.log(v)
-    fa = math.log(_r2_v(p_sat(RHOU_T_HI), RHOU_T_HI)) - lnv
-    fb = math.log(_r2_v(p_sat(RHOU_T_LO), RHOU_T_LO)) - lnv
-    if fa > 0.0 or fb < 0.0:
-        return NAN
-    side = 0
-    c = a
-    for _ in range(100):
-        c = (a * fb - b * fa) / (fb - fa)
-        tc = 1.0 / c
-        fc = math.log(_r2_v(p_sat(tc), tc)) - lnv
-        if abs(fc) < 1e-14 or abs(b - a) < 1e-15 * c:
-            break
-        if fc * fb > 0.0:
-            b = c
-            fb = fc
-            if side == -1:
-                fa *= 0.5
-            side = -1
-        else:
-            a = c
-            fa = fc
-            if side == 1:
-                fb *= 0.5
-            side = 1
-    return 1.0 / c
-
-
-@_jit
-def _mix_residual(T: float, v: float, u: float) -> float:
-    _, vl, ul, vg, ug = _sat_vu(T)
-    return ul + (v - vl) / (vg - vl) * (ug - ul) - u
+    s_lo = 1.0 / RHOU_T_HI
+    s_hi = 1.0 / RHOU_T_LO
+    s = s_lo + (lnv - _LNV_G_HI) * (s_hi - s_lo) / (_LNV_G_LO - _LNV_G_HI)
+    s = min(max(s, s_lo), s_hi)
+    for _ in range(50):
+        T = 1.0 / s
+        ps = p_sat(T)
+        d = 1.0e-3
+        dps = (p_sat(T + d) - p_sat(T - d)) / (2.0 * d)
+        _, gp, gpp, gt, gtt, gpt = _gamma2(ps, T)
+        vg, _, vp, vt, _, _ = _vu_derivs(gp, gpp, gt, gtt, gpt, ps, T, P_STAR_2, T_STAR_2)
+        g = math.log(vg) - lnv
+        dg_ds = (vp * dps + vt) / vg * (-T * T)
+        step = -g / dg_ds
+        s_new = min(max(s + step, s_lo), s_hi)
+        if s_new == s:
+            # Pinned at an end of the range: v'' cannot reach v inside it.
+            return NAN if abs(g) > 1e-12 else T
+        if abs(s_new - s) < 1e-14 * s:
+            return 1.0 / s_new
+        s = s_new
+    return NAN
 
 
 @_jit
 def _t_mix(v: float, u: float, t_lo: float, t_hi: float) -> float:
-    """Saturation temperature [K] of the two-phase state (v, u) within [t_lo, t_hi]; NaN if not bracketed."""
+    """Saturation temperature [K] of the two-phase state (v, u) within [t_lo, t_hi]; NaN if none.
+
+    f(T) = u' + x (u'' - u') - u with x = (v - v')/(v'' - v') rises with T along the isochore; safeguarded
+    Newton from t_hi (bisection whenever a step would leave the bracket).
+    """
+    tol = 1e-12 * abs(u) + 1e-9
     a = t_lo
     b = t_hi
-    fa = _mix_residual(a, v, u)
-    fb = _mix_residual(b, v, u)
-    tol = 1e-12 * abs(u) + 1e-9
-    if fb <= 0.0 and fb > -1e3 * tol:
-        return b  # saturated vapour: u equals u'' at the dew point within rounding
-    if fa > 0.0 or fb < 0.0:
-        return NAN
-    side = 0
-    c = a
-    for _ in range(200):
-        c = (a * fb - b * fa) / (fb - fa)
-        fc = _mix_residual(c, v, u)
-        if abs(fc) <= tol or abs(b - a) < 1e-13 * c:
-            break
-        if fc * fb > 0.0:
-            b = c
-            fb = fc
-            if side == -1:
-                fa *= 0.5
-            side = -1
+    T = t_hi
+    f_lo_checked = False
+    for it in range(100):
+        _, vl, ul, vg, ug, dvl, dul, dvg, dug = _sat_derivs(T)
+        dv = vg - vl
+        x = (v - vl) / dv
+        f = ul + x * (ug - ul) - u
+        if abs(f) <= tol:
+            return T
+        dx = (-dvl * dv - (v - vl) * (dvg - dvl)) / (dv * dv)
+        df = dul + dx * (ug - ul) + x * (dug - dul)
+        if f > 0.0:
+            b = T
         else:
-            a = c
-            fa = fc
-            if side == 1:
-                fb *= 0.5
-            side = 1
-    return c
+            a = T
+            if it == 0:
+                # Below the mixture energy even at the top of the bracket: saturated vapour within
+                # rounding, or no two-phase solution.
+                return T if f > -1e3 * tol else NAN
+        T_new = T - f / df if df > 0.0 else 0.5 * (a + b)
+        if not (a < T_new < b):
+            if not f_lo_checked and a == t_lo:
+                # The root may lie below t_lo (compressed liquid or too cold): check once.
+                _, vl, ul, vg, ug, _, _, _, _ = _sat_derivs(t_lo)
+                if ul + (v - vl) / (vg - vl) * (ug - ul) - u > 0.0:
+                    return NAN
+                f_lo_checked = True
+            T_new = 0.5 * (a + b)
+        if abs(T_new - T) < 1e-13 * T:
+            return T_new
+        T = T_new
+    return NAN
 
 
 @_jit
