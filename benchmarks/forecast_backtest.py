@@ -18,10 +18,10 @@ import os
 # Small matrices: OpenBLAS threads only add synchronisation cost, badly so on a shared 2-core machine.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-import datetime as dt  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+import datetime as dt
+import sys
+import time
+from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -48,7 +48,9 @@ def main() -> None:
     t0 = time.perf_counter()
     perfect = {r.horizon_steps: r for r in backtest(f, hist, TRAIN_HOURS, horizons)}
     bt_s = time.perf_counter() - t0
-    noisy = {r.horizon_steps: r for r in backtest(f, hist, TRAIN_HOURS, horizons, noisy_variant(hist, NOISE_K, 24))}
+    noisy = {
+        r.horizon_steps: r for r in backtest(f, hist, TRAIN_HOURS, horizons, noisy_variant(hist, NOISE_K, 24))
+    }
     no_corr = {
         r.horizon_steps: r for r in backtest(f, hist, TRAIN_HOURS, horizons, correct_recent_error=False)
     }
