@@ -415,15 +415,15 @@ class OpcUaAdapter:
 
     async def _secure(self, client: Client) -> None:
         sec = self.cfg.security
-        if sec.policy is SecurityPolicy.NONE:
-            return
-        assert sec.cert_path is not None and sec.key_path is not None and sec.trust_dir is not None
         # GetEndpoints runs on an unsecured channel (allowed by OPC 10000-4 §5.4.4); the certificate it
         # returns is checked against the trust list before any session or credentials go out.
         endpoints = await asyncio.wait_for(
             client.connect_and_get_server_endpoints(), self.cfg.timeouts.connect_s
         )
         endpoint = select_endpoint(endpoints, sec.policy, sec.mode)
+        if sec.policy is SecurityPolicy.NONE:
+            return
+        assert sec.cert_path is not None and sec.key_path is not None and sec.trust_dir is not None
         server_der = first_certificate(endpoint.ServerCertificate or b"")
         await check_server_certificate(server_der, sec.trust_dir)
         await client.set_security(

@@ -164,6 +164,7 @@ class OpcUaTestServer:
             await server.stop()
 
     async def restart(self) -> None:
+        """A real restart: a new Server with a new address space; every session and subscription is gone."""
         await self.stop()
         await self.start()
 

@@ -117,6 +117,8 @@ async function main() {
         if (stopping) return;
         stopping = true;
         for (const t of timers) clearInterval(t);
+        // Tests restart the server often; do not wait for node-opcua's slow orderly shutdown.
+        setTimeout(() => process.exit(0), 500).unref();
         await server.shutdown(0);
         process.exit(0);
     };
