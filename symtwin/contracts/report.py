@@ -32,7 +32,7 @@ from pathlib import Path
 from adapters.base import Sample
 from symtwin.contracts.settlement import ExchangeSettlement, ParkSettlement, PartyResult
 from symtwin.governance.audit import AuditLog
-from symtwin.governance.policy import SharingPolicy, split_output_name
+from symtwin.governance.policy import SharingPolicy, parse_interval, split_output_name
 
 __all__ = ["ReportFiles", "write_reports"]
 
@@ -68,34 +68,46 @@ def _series_plot(samples: Sequence[Sample]) -> str | None:
     from matplotlib.figure import Figure
 
     by_tag: dict[str, dict[str, list[tuple[float, float]]]] = {}
+    interval: dict[str, float] = {}
     for s in samples:
-        tag, stat, _ = split_output_name(s.tag)
+        tag, stat, label = split_output_name(s.tag)
         by_tag.setdefault(tag, {}).setdefault(stat or "raw", []).append((s.timestamp, s.value))
+        if label:
+            interval[tag] = parse_interval(label)
     tags = sorted(by_tag)[:MAX_PLOTTED_TAGS]
     if not tags:
         return None
-    fig = Figure(figsize=(9, 2.0 * len(tags)), layout="constrained")
+    height = 0.6 + 1.9 * len(tags)
+    # fixed margins: constrained layout would double the rendering time
+    fig = Figure(figsize=(9, height))
+    fig.subplots_adjust(left=0.09, right=0.98, bottom=0.5 / height, top=1 - 0.35 / height, hspace=0.45)
     axes = fig.subplots(len(tags), 1, squeeze=False, sharex=True)[:, 0]
+
+    def utc(ts: Iterable[float]) -> list[dt.datetime]:
+        return [dt.datetime.fromtimestamp(t, dt.UTC) for t in ts]
+
     for ax, tag in zip(axes, tags, strict=True):
         stats = by_tag[tag]
         if "raw" in stats:
             pts = sorted(stats["raw"])
-            ax.plot([dt.datetime.fromtimestamp(t, dt.UTC) for t, _ in pts], [v for _, v in pts], lw=0.8)
+            ax.plot(utc(t for t, _ in pts), [v for _, v in pts], lw=0.8)
         if "mean" in stats:
+            # an aggregate is stamped with its interval's end: draw it over the whole interval
             mean = dict(stats["mean"])
             lo, hi = dict(stats.get("min", [])), dict(stats.get("max", []))
-            ts = sorted(mean)
-            x = [dt.datetime.fromtimestamp(t, dt.UTC) for t in ts]
-            ax.step(x, [mean[t] for t in ts], where="pre", lw=0.9, label="mean")
+            ends = sorted(mean)
+            x = utc([ends[0] - interval[tag], *ends])
+            ax.stairs([mean[t] for t in ends], x, baseline=None, lw=0.9, label="mean")
             if lo and hi:
-                ax.fill_between(
+                ax.stairs(
+                    [hi.get(t, mean[t]) for t in ends],
                     x,
-                    [lo.get(t, mean[t]) for t in ts],
-                    [hi.get(t, mean[t]) for t in ts],
-                    step="pre",
+                    baseline=[lo.get(t, mean[t]) for t in ends],
+                    fill=True,
                     alpha=0.25,
                     label="min–max",
                 )
+            ax.legend(fontsize=7, loc="upper right")
         ax.set_title(tag, fontsize=9, loc="left")
         ax.grid(alpha=0.3)
     return _png(fig)
@@ -104,7 +116,8 @@ def _series_plot(samples: Sequence[Sample]) -> str | None:
 def _bar_plot(title: str, labels: Sequence[str], groups: dict[str, Sequence[float]], ylabel: str) -> str:
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(7, 3.2), layout="constrained")
+    fig = Figure(figsize=(7, 3.2))
+    fig.subplots_adjust(left=0.16, right=0.97, bottom=0.12, top=0.9)
     ax = fig.subplots()
     width = 0.8 / max(len(groups), 1)
     for k, (name, values) in enumerate(groups.items()):
@@ -270,7 +283,7 @@ def write_reports(
             "<h2>Park</h2>",
             _table(("item", "value"), _totals_rows(park)),
             f'<p class="note">Shapley reference: {html.escape(park.shapley_basis)}.</p>',
-            "<h2>Data shared with you</h2>",
+            "<h2>Series: yours, and what others share with you</h2>",
         ]
         plot = _series_plot(visible)
         if plot:
