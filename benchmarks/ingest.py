@@ -70,7 +70,8 @@ class CpuMeter:
 
     def __exit__(self, *exc: object) -> None:
         self.wall = time.perf_counter() - self.t0
-        self.pct = 100.0 * (_cpu() - self.c0) / self.wall
+        self.cpu_s = _cpu() - self.c0
+        self.pct = 100.0 * self.cpu_s / self.wall
 
 
 def _cpu() -> float:
@@ -176,10 +177,11 @@ def start_publisher(bench: Bench, n_messages: int, t0_s: float) -> Callable[[flo
 
 def mqtt_run(
     bench: Bench, sink: Sink, n_messages: int, done: Callable[[], bool], *, client_id: str, t0_s: float
-) -> tuple[float, float]:
+) -> tuple[float, float, float]:
     """Publish ``n_messages`` from another process through mosquitto into ``sink`` via MqttAdapter.
 
-    Returns (seconds from the first sample received until ``done()``, cpu_pct of this process).
+    Returns (seconds from the first sample received until ``done()``, cpu_pct of this process, its CPU
+    seconds).
     """
     from adapters.mqtt.bench_helpers import json_bindings
     from adapters.mqtt.client import MqttAdapter
@@ -191,7 +193,7 @@ def mqtt_run(
     cfg = MqttConfig(host=bench.broker.host, port=bench.broker.port, client_id=client_id, clean_start=True)
     adapter = MqttAdapter(cfg, router, timed)
 
-    async def run() -> tuple[float, float]:
+    async def run() -> tuple[float, float, float]:
         await adapter.start()
         try:
             with CpuMeter() as cpu:
@@ -206,7 +208,7 @@ def mqtt_run(
         finally:
             await adapter.stop()
         assert timed.t_first is not None
-        return t_end - timed.t_first, cpu.pct
+        return t_end - timed.t_first, cpu.pct, cpu.cpu_s
 
     return asyncio.run(run())
 
@@ -222,7 +224,7 @@ def part_mqtt(bench: Bench) -> dict[str, Any]:
         dl,
         measurement="bench_outbox",
     )
-    secs, cpu = mqtt_run(
+    secs, cpu, cpu_s = mqtt_run(
         bench, hist, n_msg, lambda: hist.metrics().sent >= n, client_id="bench-outbox", t0_s=t0_s
     )
     m = hist.metrics()
@@ -234,7 +236,7 @@ def part_mqtt(bench: Bench) -> dict[str, Any]:
     n_naive_msg = max(2000, n_msg // 20)
     naive = NaiveSink(bench.vm.url, "bench_naive")
     n_naive = n_naive_msg * TAGS_PER_MESSAGE
-    naive_s, naive_cpu = mqtt_run(
+    naive_s, naive_cpu, _ = mqtt_run(
         bench, naive, n_naive_msg, lambda: naive.written >= n_naive, client_id="bench-naive", t0_s=t0_s - 7200
     )
     naive.close()
@@ -247,7 +249,9 @@ def part_mqtt(bench: Bench) -> dict[str, Any]:
             self.n += len(samples)
 
     null = Counting()
-    null_s, _ = mqtt_run(bench, null, n_msg, lambda: null.n >= n, client_id="bench-null", t0_s=t0_s)
+    null_s, _, null_cpu_s = mqtt_run(
+        bench, null, n_msg, lambda: null.n >= n, client_id="bench-null", t0_s=t0_s
+    )
     naive_stored = wait_count(bench.vm, '{__name__="bench_naive_value"}', n_naive)
     rate, naive_rate = n / secs, n_naive / naive_s
     return {
@@ -267,6 +271,9 @@ def part_mqtt(bench: Bench) -> dict[str, Any]:
         "naive_cpu_pct": naive_cpu,
         "vs_naive": rate / naive_rate,
         "mqtt_counting_sink_samples_per_s": n / null_s,
+        # CPU per sample is steadier than rates on a loaded machine: the historian's share is the difference.
+        "cpu_us_per_sample": 1e6 * cpu_s / n,
+        "counting_sink_cpu_us_per_sample": 1e6 * null_cpu_s / n,
     }
 
 
