@@ -555,15 +555,15 @@ def _fit_ridge(x: FloatArray, y: FloatArray, weight_power: float, folds: int = 5
     grams = [(z[b].T @ (z[b] * w[b, None]), z[b].T @ (w[b] * y[b])) for b in blocks]
     g_all = sum(g for g, _ in grams)
     r_all = sum(r for _, r in grams)
-    best_lam, best_err = LAMBDAS[0], math.inf
-    for lam in LAMBDAS:
-        pen = _penalty(z.shape[1], lam, len(y))
-        err = 0.0
-        for b, (g, r) in zip(blocks, grams, strict=True):
-            beta = np.linalg.solve(g_all - g + pen, r_all - r)
-            err += float(np.sum(w[b] * (z[b] @ beta - y[b]) ** 2))
-        if err < best_err:
-            best_lam, best_err = lam, err
+    # all (penalty, fold) systems in one batched solve: far fewer BLAS calls than a loop
+    a = np.stack([g_all - g + _penalty(z.shape[1], lam, len(y)) for lam in LAMBDAS for g, _ in grams])
+    rhs = np.stack([r_all - r for _ in LAMBDAS for _, r in grams])
+    betas = np.linalg.solve(a, rhs[..., None])[..., 0].reshape(len(LAMBDAS), folds, -1)
+    errs = [
+        sum(float(np.sum(w[b] * (z[b] @ betas[i, j] - y[b]) ** 2)) for j, b in enumerate(blocks))
+        for i in range(len(LAMBDAS))
+    ]
+    best_lam = LAMBDAS[int(np.argmin(errs))]
     beta = np.linalg.solve(g_all + _penalty(z.shape[1], best_lam, len(y)), r_all)
     return _StepModel(mean=mean, scale=scale, coef=beta[:-1], intercept=float(beta[-1]), lam=best_lam)
 

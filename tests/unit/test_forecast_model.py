@@ -148,3 +148,10 @@ def test_noisy_weather_error_grows_with_lead_time() -> None:
     err = w(issue, issue[:, None] + np.array([[1, 24, 48]])) - 275.0
     sd = err.std(axis=0)
     assert sd[0] < 0.5 and 1.3 < sd[1] < 1.7 and sd[2] > sd[1]
+
+
+def test_explain_accounts_for_every_coefficient(fitted: tuple[Forecaster, History]) -> None:
+    f, _ = fitted
+    groups = f.explain(STEPS)
+    assert sum(groups.values()) == pytest.approx(float(np.abs(f.steps[STEPS - 1].coef).sum()))
+    assert {"hour_x_heating_degrees", "load_same_hour_last_week", "hour_x_day_off"} <= set(groups)
