@@ -20,8 +20,14 @@ The features x_h use only what is known at the issue time t0:
 
 ``e_1(t0)`` is the recent error of the one-step model (exponentially weighted over the last few steps);
 ``alpha_h`` is fitted on the training residuals, so the correction decays over the horizon as far as the
-data say it does. Features are standardised; the ridge penalty is picked per step on the last 20 % of
-the training span, then the model is refitted on all of it.
+data say it does. Features are standardised; rows are weighted by 1/load so squared errors are roughly
+relative (the score that matters is MAPE, and low summer loads would otherwise count for nothing); the
+ridge penalty is picked per step by blocked 5-fold cross-validation over the training span (every season
+votes), then the model is refitted on all of it.
+
+Why not something heavier: on the measured NTNU year (9 months train, 3 test) this model's 24 h MAPE
+is 27 % against 54 % for persistence and 107 % for same-hour-last-week (``benchmarks/forecast_backtest.py``);
+44 % of its remaining error sum sits in the 6 % of hours below 0.5 MW, where the load is near its floor.
 """
 
 from __future__ import annotations
@@ -146,6 +152,8 @@ class ForecasterParams:
     error_halflife_steps: half-life of the exponential weights of the recent one-step error [steps].
     error_window_steps: how many recent one-step errors are weighted.
     floor_w: lower clamp of predictions [W] (a forecast below zero load is never passed on).
+    weight_power: rows are weighted by ``1 / load**weight_power`` (1: about relative errors; 0: plain
+        least squares, which lets the large winter loads dominate).
     """
 
     max_steps: int = 48
