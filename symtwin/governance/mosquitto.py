@@ -38,6 +38,7 @@ from adapters.base import Sample
 from symtwin.governance.policy import (
     AGG_STATS,
     ResolutionKind,
+    ShareRecorder,
     SharingPolicy,
     StreamFilter,
     format_interval,
@@ -232,9 +233,15 @@ class Republisher:
     nobody else may see are never published.
     """
 
-    def __init__(self, policy: SharingPolicy, owner: str) -> None:
+    def __init__(self, policy: SharingPolicy, owner: str, *, recorder: ShareRecorder | None = None) -> None:
         self.owner = owner
         self._policy = policy
+        self._recorder = recorder
+        # recipient -> (grant labels, output names it may read)
+        self._readers: dict[str, tuple[dict[str, str], frozenset[str]]] = {}
+        for recipient, grants in policy.shared_by(owner).items():
+            names = policy.visible_names(recipient)
+            self._readers[recipient] = ({t: r.label for t, r in grants.items()}, names)
         raw: set[str] = set()
         by_interval: dict[float, set[str]] = {}
         for grants in policy.shared_by(owner).values():
@@ -264,10 +271,18 @@ class Republisher:
         out = [(self._topics[s.tag], s) for s in batch if s.tag in self._raw]
         for f in self._filters:
             out.extend((self._topics[s.tag], s) for s in f.push(batch))
-        return out
+        return self._record(out)
 
     def flush(self, now: float) -> list[tuple[str, Sample]]:
         out: list[tuple[str, Sample]] = []
         for f in self._filters:
             out.extend((self._topics[s.tag], s) for s in f.flush(now))
+        return self._record(out)
+
+    def _record(self, out: list[tuple[str, Sample]]) -> list[tuple[str, Sample]]:
+        if self._recorder is not None and out:
+            for recipient, (labels, names) in self._readers.items():
+                times = [s.timestamp for _, s in out if s.tag in names]
+                if times:
+                    self._recorder.shared(recipient, "mqtt", labels, times, max(times))
         return out

@@ -22,7 +22,7 @@ import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 import numpy as np
 
@@ -35,11 +35,13 @@ __all__ = [
     "PolicyIssue",
     "Resolution",
     "ResolutionKind",
+    "ShareRecorder",
     "SharingPolicy",
     "SharingRule",
     "StreamFilter",
     "TagGroup",
     "TagInfo",
+    "aggregate_series",
     "aggregated_name",
     "build_policy",
     "format_interval",
@@ -479,18 +481,39 @@ def aggregate_series(
 # --------------------------------------------------------------------------- enforcement (stream)
 
 
+class ShareRecorder(Protocol):
+    """Where shares are recorded (:class:`symtwin.governance.audit.ShareAuditor`)."""
+
+    def shared(
+        self, recipient: str, channel: str, tags: Mapping[str, str], times: Iterable[float], now: float
+    ) -> None: ...
+
+
 class StreamFilter:
     """Live enforcement for one recipient: raw grants pass at once, aggregates when their interval closes.
 
     Feed every sample with :meth:`push`; call :meth:`flush` with the clock's time so that an
     interval with no later sample is still released. Running sums only, so memory is one bin per
-    aggregated tag whatever the rate.
+    aggregated tag whatever the rate. With a ``recorder``, every output carrying another party's
+    data is recorded as a share on ``channel`` (the recorder coalesces them).
     """
 
-    def __init__(self, policy: SharingPolicy, recipient: str) -> None:
+    def __init__(
+        self,
+        policy: SharingPolicy,
+        recipient: str,
+        *,
+        recorder: ShareRecorder | None = None,
+        channel: str = "live",
+    ) -> None:
         view = policy._view(recipient)
         self.recipient = recipient
         self._setup(view.raw, view.aggregated)
+        self._recorder = recorder
+        self._channel = channel
+        self._foreign = {
+            t: r.label for t, r in policy.grants(recipient).items() if policy.owner_of(t) != recipient
+        }
 
     @classmethod
     def from_grants(cls, raw: Iterable[str], aggregated: Mapping[str, float]) -> StreamFilter:
@@ -498,7 +521,17 @@ class StreamFilter:
         self = cls.__new__(cls)
         self.recipient = ""
         self._setup(frozenset(raw), aggregated)
+        self._recorder = None
+        self._channel = ""
+        self._foreign = {}
         return self
+
+    def _record(self, out: list[Sample]) -> list[Sample]:
+        if self._recorder is not None and out:
+            times = [s.timestamp for s in out if split_output_name(s.tag)[0] in self._foreign]
+            if times:
+                self._recorder.shared(self.recipient, self._channel, self._foreign, times, max(times))
+        return out
 
     def _setup(self, raw: frozenset[str], aggregated: Mapping[str, float]) -> None:
         self._raw = raw
@@ -542,7 +575,7 @@ class StreamFilter:
                     a[4] = s.value
             # a sample from an interval already released is late: dropping it keeps released
             # aggregates final (a recipient never sees one interval twice)
-        return out
+        return self._record(out)
 
     def flush(self, now: float) -> list[Sample]:
         """Release every aggregate whose interval ended at or before ``now`` [s]."""
@@ -552,7 +585,7 @@ class StreamFilter:
             if (a[0] + 1) * self._interval[tag] <= now:
                 self._emit(tag, a, out)
                 del self._acc[tag]
-        return out
+        return self._record(out)
 
     def _emit(self, tag: str, a: list[float], out: list[Sample]) -> None:
         self._released[tag] = int(a[0])

@@ -140,3 +140,57 @@ def test_share_auditor_coalesces_a_stream(tmp_path):
     recs = [json.loads(line) for line in _lines(path)]
     assert [(r["start"], r["end"]) for r in recs] == [(0.0, 59.0), (60.0, 119.0), (120.0, 120.0)]
     assert verify(path).ok
+
+
+def test_enforcement_outputs_are_recorded_as_shares(tmp_path):
+    from adapters.base import Sample
+    from symtwin.governance.mosquitto import Republisher
+    from symtwin.governance.policy import (
+        Party,
+        Resolution,
+        SharingRule,
+        StreamFilter,
+        TagGroup,
+        TagInfo,
+        build_policy,
+    )
+
+    policy = build_policy(
+        [Party("powerco"), Party("pharma"), Party("utility")],
+        [TagInfo("pc.flow", "powerco"), TagInfo("pc.load", "powerco"), TagInfo("ph.use", "pharma")],
+        [TagGroup("x", ("pc.flow",)), TagGroup("ops", ("pc.load",))],
+        [
+            SharingRule("x", "pharma", Resolution.raw()),
+            SharingRule("ops", "pharma", Resolution.aggregated(900)),
+            SharingRule("x", "utility", Resolution.aggregated(3600)),
+        ],
+    )
+    path = tmp_path / "audit.jsonl"
+    auditor = ShareAuditor(AuditLog(path), period_s=3600.0)
+    live = StreamFilter(policy, "pharma", recorder=auditor, channel="live")
+    rep = Republisher(policy, "powerco", recorder=auditor)
+    for k in range(1200):
+        batch = [
+            Sample("pc.flow", float(k), 1.0),
+            Sample("pc.load", float(k), 2.0),
+            Sample("ph.use", float(k), 3.0),
+        ]
+        live.push(batch)
+        rep.push(batch)
+    live.flush(3600.0)
+    rep.flush(3600.0)
+    auditor.flush()
+    recs = [json.loads(line) for line in _lines(path)]
+    got = {(r["recipient"], r["channel"]): r for r in recs}
+    assert set(got) == {
+        ("pharma", "live"),
+        ("pharma", "mqtt"),
+        ("utility", "mqtt"),
+    }  # one record each, coalesced
+    assert got[("pharma", "live")]["tags"] == {"pc.flow": "raw", "pc.load": "aggregated 15min"}
+    assert (
+        got[("pharma", "live")]["start"] == 0.0 and got[("pharma", "live")]["end"] == 1800.0
+    )  # last 15-min aggregate
+    assert got[("utility", "mqtt")]["tags"] == {"pc.flow": "aggregated 1h"}
+    assert got[("utility", "mqtt")]["start"] == 3600.0  # the hourly aggregate, stamped at its end
+    assert verify(path).ok
