@@ -183,6 +183,8 @@ def run(args: argparse.Namespace) -> int:
         full = Forecaster(ForecasterParams(max_steps=args.max_steps), calendar).fit(history)
         args.model_out.write_text(full.to_json(), encoding="utf-8")
         print(f"model fitted on all {len(history.times_s)} rows written to {args.model_out}")
+    elif args.action == "train":
+        print("no model file written (give --model-out FILE to keep the model fitted on all rows)")
     if args.json:
         args.json.write_text(json.dumps(result, indent=2), encoding="utf-8")
     return 0
