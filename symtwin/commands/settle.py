@@ -27,9 +27,13 @@ import json
 import math
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from symtwin.commands._common import add_config_argument, load_or_exit
+from symtwin.config import LoadedSite
+
+if TYPE_CHECKING:
+    from symtwin.contracts.settlement import ContractTerms
 
 EXIT_BAD_INPUT = 2
 
@@ -78,15 +82,43 @@ def _price_series(site: Any, name: str, times: Any) -> Any:
     return site.profiles[value].at(np.asarray(times, dtype=float) - t0) * 3.6e9
 
 
+def contract_terms_from_site(site: LoadedSite) -> list[ContractTerms]:
+    """One :class:`ContractTerms` per exchange of the site config (supplier and receiver from its connection)."""
+    from symtwin.contracts.pricing import price_rule_from_config
+    from symtwin.contracts.settlement import ContractTerms
+
+    by_id = {c.id: c for c in site.config.contracts}
+    out = []
+    for e in site.config.exchanges:
+        c = by_id[e.contract]
+        supplier, receiver = site.exchange_parties(e)
+        # The schema's penalty defaults to 0; only an explicit rate is one. Unset: the contract price.
+        penalty = c.penalty_eur_per_mwh if "penalty_eur_per_mwh" in c.model_fields_set else None
+        out.append(
+            ContractTerms(
+                c.id,
+                e.id,
+                supplier,
+                receiver,
+                price_rule_from_config(c.price.model_dump()),
+                c.min_delivery_mwh or None,
+                c.max_delivery_mwh,
+                c.take_or_pay_fraction,
+                penalty,
+                c.settlement_period,
+            )
+        )
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from adapters.store.history import HistoryParams, LocalHistory
     from symtwin.commands.governance import load_policy_or_exit
-    from symtwin.contracts.pricing import PricingError, price_rule_from_config
+    from symtwin.contracts.pricing import PricingError
     from symtwin.contracts.report import write_reports
     from symtwin.contracts.settlement import (
-        ContractTerms,
         ExchangeHistory,
         PartyLedger,
         SettlementError,
@@ -140,30 +172,10 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(f"history store {history_path} does not exist (give --history)")
         store = LocalHistory(HistoryParams(history_path, retention_s=math.inf))
         try:
-            contracts_by_id = {c.id: c for c in cfg.contracts}
-            contracts: list[ContractTerms] = []
+            contracts = contract_terms_from_site(site)
             histories: dict[str, ExchangeHistory] = {}
             co2 = parse_quantity(cfg.controller.co2_price, "EUR/kg") * 1000.0
             for e in cfg.exchanges:
-                c = contracts_by_id[e.contract]
-                supplier, receiver = site.exchange_parties(e)
-                price = price_rule_from_config(c.price.model_dump())
-                # The schema's penalty defaults to 0; only an explicit rate is one. Unset: the contract price.
-                penalty = c.penalty_eur_per_mwh if "penalty_eur_per_mwh" in c.model_fields_set else None
-                contracts.append(
-                    ContractTerms(
-                        c.id,
-                        e.id,
-                        supplier,
-                        receiver,
-                        price,
-                        c.min_delivery_mwh or None,
-                        c.max_delivery_mwh,
-                        c.take_or_pay_fraction,
-                        penalty,
-                        c.settlement_period,
-                    )
-                )
                 samples = store.query(f"exchange.{e.id}.heat_flow", start, end, max_points=10**9)
                 t = np.array([s.timestamp for s in samples], dtype=float)
                 p = np.array([s.value if s.is_usable() else math.nan for s in samples], dtype=float)

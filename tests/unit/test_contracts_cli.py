@@ -103,3 +103,21 @@ def test_settle_reports_missing_inputs(tmp_path, history, repo_root, capsys):
     )
     assert rc == 2
     assert "parties.utility" in capsys.readouterr().err
+
+
+def test_contract_terms_from_the_reference_park(repo_root):
+    from symtwin.commands.settle import contract_terms_from_site
+    from symtwin.config import load_site
+    from symtwin.contracts.pricing import IndexedPrice
+
+    terms = {t.id: t for t in contract_terms_from_site(load_site(repo_root / "configs/kalundborg.yaml"))}
+    steam = terms["steam_pharma"]
+    assert (steam.supplier, steam.receiver) == ("powerco", "pharma")
+    assert steam.price == IndexedPrice(8.0, 0.6, 0.1)
+    assert (steam.min_delivery_mwh, steam.take_or_pay_fraction, steam.penalty_eur_per_mwh) == (
+        40000,
+        0.8,
+        5.0,
+    )
+    assert terms["steam_refinery"].penalty_eur_per_mwh is None  # unset: valued at the contract price
+    assert terms["cooling_water"].settlement_period == "quarter"
