@@ -226,45 +226,65 @@ class InfluxHistorian:
     def _post(self, body: bytes) -> WriteResponse:
         with self._lock:
             self._requests += 1
-        return self._transport.post(gzip.compress(body, compresslevel=self._sp.gzip_level))
+        try:
+            return self._transport.post(gzip.compress(body, compresslevel=self._sp.gzip_level))
+        except Exception as e:  # a transport must not kill the sender; treat it as "no answer"
+            return WriteResponse(0, f"{type(e).__name__}: {e}"[:500])
 
     def _run(self) -> None:
         failures = 0
         while not self._stopping_now():
-            batch = self.outbox.peek(self._sp.batch_lines)
-            if batch is None:
-                if self._stop.is_set():
-                    return  # closing, writer already persisted everything, queue empty
-                self._wake.wait(self._sp.idle_poll_s)
-                self._wake.clear()
-                continue
-            resp = self._post(batch.body)
-            v = verdict(resp.status)
-            if v is Verdict.REFUSED:
-                v, resp = self._isolate_refused(batch, resp)
-            elif v is Verdict.OK:
-                self.outbox.ack(batch)
+            try:
+                failures = self._step(failures)
+            except Exception as e:
+                # SQLite trouble (disk full, I/O error): the rows are still where they were; retry later.
+                failures += 1
+                log.exception("historian sender step failed; retrying")
                 with self._lock:
-                    self._sent += batch.lines
-            else:
-                self.outbox.release()
-            if v is Verdict.OK:
-                if failures:
-                    log.info("historian store accepts writes again after %d failed attempts", failures)
-                failures = 0
-                with self._lock:
-                    self._state = Verdict.OK
-                continue
-            failures += 1
-            delay = self._backoff(failures, resp)
+                    self._state = Verdict.RETRY
+                    self._last_error = f"{type(e).__name__}: {e}"[:500]
+                    self._retry_at = time.monotonic() + self._sp.backoff_max_s
+                self._sleep(self._sp.backoff_max_s)
+            if failures < 0:
+                return
+
+    def _step(self, failures: int) -> int:
+        """Send one batch; returns the new count of consecutive failures (-1: closing and empty)."""
+        batch = self.outbox.peek(self._sp.batch_lines)
+        if batch is None:
+            if self._stop.is_set():
+                return -1  # closing, writer already persisted everything, queue empty
+            self._wake.wait(self._sp.idle_poll_s)
+            self._wake.clear()
+            return failures
+        resp = self._post(batch.body)
+        v = verdict(resp.status)
+        if v is Verdict.REFUSED:
+            v, resp = self._isolate_refused(batch, resp)
+        elif v is Verdict.OK:
+            self.outbox.ack(batch)
             with self._lock:
-                self._retries += 1
-                self._state = v
-                self._last_error = f"HTTP {resp.status}: {resp.message}" if resp.status else resp.message
-                self._retry_at = time.monotonic() + delay
-            if failures == 1:
-                log.warning("historian write failed (%s); retrying, data kept in outbox", self._last_error)
-            self._sleep(delay)
+                self._sent += batch.lines
+        else:
+            self.outbox.release()
+        if v is Verdict.OK:
+            if failures:
+                log.info("historian store accepts writes again after %d failed attempts", failures)
+            failures = 0
+            with self._lock:
+                self._state = Verdict.OK
+            return 0
+        failures += 1
+        delay = self._backoff(failures, resp)
+        with self._lock:
+            self._retries += 1
+            self._state = v
+            self._last_error = f"HTTP {resp.status}: {resp.message}" if resp.status else resp.message
+            self._retry_at = time.monotonic() + delay
+        if failures == 1:
+            log.warning("historian write failed (%s); retrying, data kept in outbox", self._last_error)
+        self._sleep(delay)
+        return failures
 
     def _backoff(self, failures: int, resp: WriteResponse) -> float:
         sp = self._sp

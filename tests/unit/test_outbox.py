@@ -13,6 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from adapters.base import Quality, Sample
 from adapters.influx import (
@@ -69,11 +71,11 @@ def samples(n: int, tag: str = "hx1.t_out", start: int = 0) -> list[Sample]:
 
 
 def historian(
-    tmp_path: Path, store: ScriptedStore, **outbox: object
+    tmp_path: Path, store: ScriptedStore, sender: SenderParams = FAST, **outbox: object
 ) -> tuple[InfluxHistorian, DeadLetterStore]:
     dl = DeadLetterStore(tmp_path / "dead.sqlite", flush_interval_s=0.01)
     params = OutboxParams(tmp_path / "outbox.sqlite", flush_interval_s=0.01, **outbox)  # type: ignore[arg-type]
-    h = InfluxHistorian(InfluxParams("http://unused", "o", "b"), params, dl, sender=FAST, transport=store)
+    h = InfluxHistorian(InfluxParams("http://unused", "o", "b"), params, dl, sender=sender, transport=store)
     return h, dl
 
 
@@ -311,5 +313,46 @@ def test_points_go_under_their_own_measurement(tmp_path: Path) -> None:
     h.write_points([Point("symtwin_kpi", {"value": 0.8}, T0, {"kpi": "surplus_share"})])
     assert h.wait_sent(5)
     assert store.lines == [b"symtwin_kpi,kpi=surplus_share value=0.8 1767225600000000000"]
+    h.close()
+    dl.close()
+
+
+def test_a_transport_that_raises_does_not_stop_the_sender(tmp_path: Path) -> None:
+    class Flaky(ScriptedStore):
+        def post(self, gzipped_body: bytes) -> WriteResponse:
+            if not self.calls:
+                self.calls.append(time.monotonic())
+                raise RuntimeError("socket exploded")
+            return super().post(gzipped_body)
+
+    store = Flaky()
+    h, dl = historian(tmp_path, store)
+    h.write(samples(10))
+    assert h.wait_sent(5) and len(store.lines) == 10
+    assert h.metrics().retries == 1
+    h.close()
+    dl.close()
+
+
+@settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    script=st.lists(st.sampled_from([0, 408, 429, 500, 503, 401]), max_size=4),
+    sizes=st.lists(st.integers(1, 700), min_size=1, max_size=5),
+)
+def test_any_sequence_of_transient_failures_delivers_each_record_once_in_order(
+    tmp_path_factory: pytest.TempPathFactory, script: list[int], sizes: list[int]
+) -> None:
+    store = ScriptedStore([WriteResponse(s) for s in script])
+    quick = SenderParams(backoff_initial_s=0.001, backoff_max_s=0.004, idle_poll_s=0.01)
+    h, dl = historian(tmp_path_factory.mktemp("prop"), store, quick)
+    start = 0
+    for n in sizes:
+        h.write(samples(n, start=start))
+        start += n
+    assert h.wait_sent(10)
+    ts = [int(line.rsplit(b" ", 1)[1]) for line in store.lines]
+    assert ts == [round((T0 + i * 0.001) * 1_000_000) * 1000 for i in range(start)]
+    m = h.metrics()
+    assert (m.sent, m.retries, m.dropped, m.dead_lettered) == (start, len(script), 0, 0)
     h.close()
     dl.close()
