@@ -83,7 +83,7 @@ def _loop_rho_u(rho: np.ndarray, u: np.ndarray) -> float:
     acc = 0.0
     for i in range(rho.shape[0]):
         p, T, x = kernels.pt_from_rho_u(rho[i], u[i])
-        acc += p
+        acc += p + T + x
     return acc
 
 

@@ -353,7 +353,7 @@ class SteamTables:
 
     def t_ph(self, p: npt.ArrayLike, h: npt.ArrayLike) -> Any:
         """Temperature [K] from p [Pa] and h [J/kg] by the IF97 backward equations (regions 1, 2; T_sat(p)
-        in the two-phase region). Agrees with the forward equations within 25 mK (region 1), 10 mK (region 2).
+        in the two-phase region). Agrees with the forward equations within 25 mK (region 1, 2c), 10 mK (2a, 2b).
         """
         (pa, ha), shape, scalar = _prepare(p, h)
         region = np.empty(pa.shape[0], dtype=np.int64)

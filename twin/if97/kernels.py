@@ -1,7 +1,14 @@
 """Scalar IAPWS-IF97 kernels (regions 1, 2, 4, B23, backward T(p, h)) in SI units, numba-compiled.
 
 Every function here takes and returns plain floats in SI units (Pa, K, J/kg, m3/kg, J/(kg K)) and
-can be called from Python or from inside other ``@njit`` code. Kernels never raise for a state
+can be called from Python or from inside other ``@njit`` code. Public kernels (no leading underscore):
+
+    h_pt v_pt u_pt s_pt cp_pt cv_pt w_pt rho_pt (p, T) -> float     regions 1 and 2, NaN elsewhere
+    region_pt(p, T) -> int, region_ph(p, h) -> int                   0 outside, 1-5 IF97 region
+    p_sat(T), t_sat(p), p_b23(T), t_b23(p), h_2bc(p), p_2bc(h)        boundaries
+    t_ph(p, h) -> float                                              backward, regions 1, 2 and 4
+    pt_from_rho_u(rho, u) -> (p, T, x)                               two-phase or superheated
+    *_array(a, b, out)                                               loops used by twin.steam Kernels never raise for a state
 outside their validity: they return NaN (properties) or region code 0/3/5 (region selectors), and the
 Python wrappers in ``twin.steam`` turn that into a ``SteamRangeError`` with a readable message.
 
@@ -595,8 +602,9 @@ def t_ph(p: float, h: float) -> float:
 
     Region 1: eq. (11); region 2: eqs. (22)-(24) with the 2a/2b split at 4 MPa and the 2b/2c split
     at B2bc, eq. (20); two-phase (region 4): T_sat(p). NaN in regions 3 and 5 and outside IF97.
-    The backward equations agree with the forward ones to within 25 mK (region 1) and 10 mK
-    (region 2), release section 5.2.1 and 6.3.1; they are not iterated to the forward equations.
+    The backward equations agree with the forward ones to within 25 mK (region 1 and 2c) and 10 mK
+    (2a, 2b), release sections 5.2.1 and 6.3.1 (below 611 Pa, 2a reaches ~17 mK near 300 K); they
+    are not iterated to the forward equations.
     """
     r = region_ph(p, h)
     if r == REGION_1:
