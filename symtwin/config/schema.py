@@ -6,6 +6,7 @@ SI once, after validation, and builds the frozen objects the service runs on.
 
 from __future__ import annotations
 
+import datetime
 import enum
 import re
 from typing import Annotated, Any, Literal
@@ -51,6 +52,7 @@ class Site(Strict):
     description: str = ""
     timezone: str = "UTC"
     start: str | None = Field(default=None, description="ISO date-time of t = 0 for profiles and simulations")
+    holidays: list[datetime.date] = Field(default_factory=list, description="public holidays (YYYY-MM-DD)")
 
 
 class Party(Strict):
