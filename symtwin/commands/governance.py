@@ -75,6 +75,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     m.add_argument(
         "--run-as-user", default=None, help="mosquitto's 'user' option (it must be able to read the files)"
     )
+    m.add_argument(
+        "--tls",
+        nargs=3,
+        metavar=("CAFILE", "CERTFILE", "KEYFILE"),
+        default=None,
+        help="serve TLS with this CA bundle, server certificate and key (paths on the broker host)",
+    )
     i = sub.add_parser("influx", help="InfluxDB bucket and scoped-token plan (JSON and an influx CLI script)")
     add_config_argument(i)
     i.add_argument("--out", type=Path, default=Path("."), help="folder to write into (default: current)")
@@ -107,7 +114,9 @@ def run(args: argparse.Namespace) -> int:
     if args.target == "show":
         return _show(policy, args.party)
     if args.target == "mosquitto":
-        from symtwin.governance.mosquitto import GovernanceConfigError, write_broker_config
+        from symtwin.governance.mosquitto import BrokerTls, GovernanceConfigError, write_broker_config
+
+        tls = BrokerTls(Path(args.tls[0]), Path(args.tls[1]), Path(args.tls[2])) if args.tls else None
 
         try:
             files = write_broker_config(
@@ -118,6 +127,7 @@ def run(args: argparse.Namespace) -> int:
                 files_dir=args.files_dir,
                 run_as_user=args.run_as_user,
                 environ=os.environ,
+                tls=tls,
             )
         except GovernanceConfigError as exc:
             print(f"{args.config}: {exc}", file=sys.stderr)

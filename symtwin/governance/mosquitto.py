@@ -48,6 +48,7 @@ from symtwin.governance.policy import (
 __all__ = [
     "TOPIC_ROOT",
     "BrokerFiles",
+    "BrokerTls",
     "GovernanceConfigError",
     "Republisher",
     "acl_text",
@@ -122,12 +123,23 @@ def acl_text(policy: SharingPolicy) -> str:
     return "\n".join(lines) + "\n"
 
 
+@dataclass(frozen=True)
+class BrokerTls:
+    """Server-side TLS for the listener: CA bundle, server certificate and key (paths on the broker host)."""
+
+    cafile: Path
+    certfile: Path
+    keyfile: Path
+    min_version: str = "tlsv1.2"
+
+
 def mosquitto_conf_text(
     files_dir: Path,
     *,
     port: int = 1883,
     bind_address: str | None = "127.0.0.1",
     run_as_user: str | None = None,
+    tls: BrokerTls | None = None,
 ) -> str:
     """The mosquitto config: one authenticated listener using the generated password and ACL files."""
     listener = f"listener {port} {bind_address}" if bind_address else f"listener {port}"
@@ -139,6 +151,15 @@ def mosquitto_conf_text(
         f"password_file {files_dir / 'passwd'}",
         f"acl_file {files_dir / 'acl'}",
     ]
+    if tls is not None:
+        # clients still log in with user name and password; TLS keeps those and the data private
+        lines += [
+            f"cafile {tls.cafile}",
+            f"certfile {tls.certfile}",
+            f"keyfile {tls.keyfile}",
+            f"tls_version {tls.min_version}",
+            "require_certificate false",
+        ]
     if run_as_user:
         lines.insert(1, f"user {run_as_user}")
     return "\n".join(lines) + "\n"
@@ -171,6 +192,7 @@ def write_broker_config(
     run_as_user: str | None = None,
     environ: Mapping[str, str] | None = None,
     mosquitto_passwd: str | None = None,
+    tls: BrokerTls | None = None,
 ) -> BrokerFiles:
     """Write ``mosquitto.conf``, ``acl`` and ``passwd`` (hashed) into ``out_dir``.
 
@@ -219,7 +241,7 @@ def write_broker_config(
     conf_path = out_dir / "mosquitto.conf"
     where = (files_dir or out_dir).absolute()
     conf_path.write_text(
-        mosquitto_conf_text(where, port=port, bind_address=bind_address, run_as_user=run_as_user)
+        mosquitto_conf_text(where, port=port, bind_address=bind_address, run_as_user=run_as_user, tls=tls)
     )
     log.info("wrote mosquitto config for %d parties to %s", len(passwords), out_dir)
     return BrokerFiles(conf_path, acl_path, passwd, secrets_path, tuple(generated))

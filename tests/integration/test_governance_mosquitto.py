@@ -14,9 +14,16 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from adapters.base import Sample
-from symtwin.governance.mosquitto import Republisher, password_env_var, raw_topic, write_broker_config
+from symtwin.governance.mosquitto import (
+    BrokerTls,
+    Republisher,
+    password_env_var,
+    raw_topic,
+    write_broker_config,
+)
 from symtwin.governance.policy import Party, Resolution, SharingRule, TagGroup, TagInfo, build_policy
 from tests.support.servers import Mosquitto, free_port
+from tests.support.tls import make_test_pki
 
 POLICY = build_policy(
     [Party("powerco"), Party("pharma"), Party("utility")],
@@ -38,7 +45,7 @@ POLICY = build_policy(
 class Client:
     """A paho client (MQTT 5) that collects what it receives and the broker's answers."""
 
-    def __init__(self, port: int, user: str | None, password: str | None) -> None:
+    def __init__(self, port: int, user: str | None, password: str | None, ca: Path | None = None) -> None:
         self.messages: queue.Queue[tuple[str, bytes]] = queue.Queue()
         self.connack: queue.Queue[object] = queue.Queue()
         self.puback: dict[int, object] = {}
@@ -47,6 +54,8 @@ class Client:
         self.c = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5, reconnect_on_failure=False)
         if user is not None:
             self.c.username_pw_set(user, password)
+        if ca is not None:
+            self.c.tls_set(ca_certs=str(ca))
         self.c.on_connect = lambda c, u, f, rc, p: self.connack.put(rc)
         self.c.on_message = lambda c, u, m: self.messages.put((m.topic, m.payload))
         self.c.on_publish = self._on_publish
@@ -195,3 +204,49 @@ def test_anonymous_and_wrong_password_are_refused(broker):
     finally:
         for c in (anonymous, wrong, unknown):
             c.close()
+
+
+def test_tls_listener_from_generated_config(tmp_path: Path):
+    pki = make_test_pki(tmp_path / "pki")
+    port = free_port()
+    files = write_broker_config(
+        POLICY,
+        tmp_path / "generated",
+        port=port,
+        environ={password_env_var(p): f"pw-{p}" for p in POLICY.party_ids},
+        run_as_user=getpass.getuser(),
+        tls=BrokerTls(pki.ca, pki.server_cert, pki.server_key),
+    )
+    assert files.secrets is None  # every password came from the environment
+    server = Mosquitto(tmp_path, port, files.conf.read_text())
+    server.start()
+    pharma = powerco = plain = None
+    try:
+        pharma = Client(port, "pharma", "pw-pharma", ca=pki.ca)
+        powerco = Client(port, "powerco", "pw-powerco", ca=pki.ca)
+        assert pharma.connected() and powerco.connected()
+        pharma.subscribe("park/powerco/#")
+        powerco.publish("park/powerco/private/x", "secret")
+        powerco.publish(raw_topic("powerco", "pc.steam_flow"), "end")
+        assert _drain(pharma, b"end") == []
+        # the same port without TLS gets no MQTT session
+        plain = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5, reconnect_on_failure=False)
+        plain.username_pw_set("pharma", "pw-pharma")
+        accepted = threading.Event()
+        plain.on_connect = lambda c, u, f, rc, p: None if rc.is_failure else accepted.set()
+        try:
+            plain.connect("127.0.0.1", port)
+            plain.loop(timeout=1.0)
+            plain.loop(timeout=1.0)
+        except OSError:
+            pass
+        assert not accepted.is_set()
+    finally:
+        for c in (pharma, powerco):
+            if c is not None:
+                c.close()
+        if plain is not None:
+            sock = plain.socket()
+            if sock is not None:
+                sock.close()
+        server.stop()
