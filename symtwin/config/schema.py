@@ -324,6 +324,29 @@ class Adapters(Strict):
     history: History = History()
 
 
+class WebUser(Strict):
+    name: Id
+    party: Id
+    role: Literal["operator", "viewer"] = "viewer"
+    password_hash: str | SecretRef = Field(
+        description="scrypt hash from `symtwin web hash-password` (never the password itself), or {env: NAME}"
+    )
+
+    @field_validator("password_hash")
+    @classmethod
+    def _is_hash(cls, v: str | SecretRef) -> str | SecretRef:
+        if isinstance(v, str) and not v.startswith("scrypt$"):
+            raise ValueError("expected a password hash 'scrypt$...' (run `symtwin web hash-password`), not a password")
+        return v
+
+
+class Web(Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    session_ttl: QuantityText = "8 h"
+    users: list[WebUser] = Field(default_factory=list)
+
+
 class SiteConfig(Strict):
     """A park: who owns what, how units connect, which tags bind them to the plant, and the rules."""
 
@@ -339,3 +362,4 @@ class SiteConfig(Strict):
     sharing: Sharing = Sharing()
     contracts: list[Contract] = Field(default_factory=list)
     adapters: Adapters = Adapters()
+    web: Web = Web()

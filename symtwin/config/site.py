@@ -275,6 +275,7 @@ class _Checker:
         tags = self._tags(parties)
         self._controller({p.id for p in cfg.profiles})
         self._sharing(parties, {t.id: t for t in cfg.tags})
+        self._web(parties)
         if self.issues:
             return None
         return LoadedSite(self.path, cfg, unit_params, tags, profiles)
@@ -632,9 +633,19 @@ class _Checker:
                              f"{prev[0]} by sharing.rules[{prev[1]}]", "give each tag one resolution per recipient")
                 decided[(tag, r.recipient)] = (res, ri)
 
-    def _unique_path(self, path: Path_, ids: list[str]) -> None:
+    def _web(self, parties: set[str]) -> None:
+        self._unique_path(("web", "users"), [u.name for u in self.cfg.web.users], key="name")
+        ttl = self.quantity(("web", "session_ttl"), self.cfg.web.session_ttl, "s")
+        if ttl is not None and ttl <= 0:
+            self.add(("web", "session_ttl"), "session_ttl must be positive", "")
+        for i, u in enumerate(self.cfg.web.users):
+            if u.party not in parties:
+                self.add(("web", "users", i, "party"), f"unknown party {u.party!r}",
+                         f"use one of: {', '.join(sorted(parties))}")
+
+    def _unique_path(self, path: Path_, ids: list[str], key: str = "id") -> None:
         seen: set[str] = set()
         for i, ident in enumerate(ids):
             if ident in seen:
-                self.add((*path, i, "id"), f"duplicate id {ident!r}", "")
+                self.add((*path, i, key), f"duplicate {key} {ident!r}", "")
             seen.add(ident)
