@@ -28,7 +28,7 @@ from adapters.influx.lineproto import SAMPLE_MEASUREMENT, Point, SampleEncoder
 from adapters.influx.outbox import Batch, Outbox, OutboxParams
 from adapters.influx.transport import InfluxClientTransport, InfluxParams, WriteResponse, WriteTransport
 from adapters.store.checks import REASON_REFUSED_BY_STORE
-from adapters.store.deadletter import DeadLetterStore
+from adapters.store.deadletter import DeadLetterStore, offer
 
 log = logging.getLogger(__name__)
 
@@ -321,7 +321,7 @@ class InfluxHistorian:
                 result = (v, resp)
                 break
         if dead:
-            self.dead_letters.add_many(dead)
+            offer(self.dead_letters, dead)
             log.warning("store refused %d lines (%s); dead-lettered", len(dead), dead[0].reason)
         with self._lock:
             self._sent += sent

@@ -24,7 +24,7 @@ from adapters.base import DeadLetter, Sample
 from adapters.influx.lineproto import LineError, Point, SampleEncoder, point_line
 from adapters.store.batching import BufferedWriter
 from adapters.store.checks import check_sample, dead_letter
-from adapters.store.deadletter import DeadLetterStore, open_sqlite
+from adapters.store.deadletter import DeadLetterStore, offer, open_sqlite
 
 log = logging.getLogger(__name__)
 
@@ -253,8 +253,7 @@ class Outbox:
 
     def _persist(self, items: list[Sample | Point]) -> None:
         lines, bad = self._encode(items)
-        if bad and self._dead is not None:
-            self._dead.add_many(bad)
+        offer(self._dead, bad)
         step = self.params.chunk_lines
         chunks = []
         for i in range(0, len(lines), step):

@@ -8,6 +8,7 @@ refused, per source and reason, across restarts.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 from collections import Counter
@@ -16,6 +17,8 @@ from pathlib import Path
 
 from adapters.base import DeadLetter
 from adapters.store.batching import BufferedWriter
+
+log = logging.getLogger(__name__)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS dead_letters (
@@ -32,6 +35,21 @@ CREATE TABLE IF NOT EXISTS dead_letter_counts (
     PRIMARY KEY (source, reason)
 ) WITHOUT ROWID;
 """
+
+
+def offer(store: DeadLetterStore | None, letters: Sequence[DeadLetter]) -> None:
+    """Hand letters to ``store`` if there is one; a closed or failing store is logged, never raised:
+    a refused record must not stop the pipeline that refused it."""
+    if store is None or not letters:
+        return
+    try:
+        store.add_many(letters)
+    except Exception:
+        log.exception(
+            "dead-letter store refused %d letters (%s); they are only counted",
+            len(letters),
+            letters[0].reason,
+        )
 
 
 def reason_key(reason: str) -> str:

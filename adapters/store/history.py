@@ -22,7 +22,7 @@ from pathlib import Path
 from adapters.base import Quality, Sample
 from adapters.store.batching import BufferedWriter
 from adapters.store.checks import check_sample, dead_letter
-from adapters.store.deadletter import DeadLetterStore, open_sqlite
+from adapters.store.deadletter import DeadLetterStore, offer, open_sqlite
 
 log = logging.getLogger(__name__)
 
@@ -191,8 +191,7 @@ class LocalHistory:
                 rows.append((s.tag, float(s.timestamp), float(s.value), int(s.quality)))
             else:
                 bad.append(dead_letter("history", now, reason, s))
-        if bad and self._dead is not None:
-            self._dead.add_many(bad)
+        offer(self._dead, bad)
         with self._lock:
             self._invalid += len(bad)
             c = self._conn

@@ -356,3 +356,13 @@ def test_any_sequence_of_transient_failures_delivers_each_record_once_in_order(
     assert (m.sent, m.retries, m.dropped, m.dead_lettered) == (start, len(script), 0, 0)
     h.close()
     dl.close()
+
+
+def test_a_closed_dead_letter_store_does_not_stall_the_outbox(tmp_path: Path) -> None:
+    dl = DeadLetterStore(tmp_path / "dead.sqlite")
+    dl.close()
+    ob = Outbox(OutboxParams(tmp_path / "o.sqlite"), dead_letters=dl)
+    ob.write([Sample("t", T0, float("nan")), Sample("t", T0, 1.0)])
+    assert ob.flush(2.0)
+    assert ob.stats().depth == 1 and ob.stats().invalid == 1
+    ob.close()
