@@ -49,19 +49,18 @@ def resolve(doc: object, pointer: Pointer) -> object:
     """The value at ``pointer`` in ``doc``, or ``_MISSING``."""
     node = doc
     for tok in pointer:
-        kind = type(node)  # json.loads builds plain dicts and lists; exact type checks are cheapest
-        if kind is dict:
-            node = node.get(tok, _MISSING)  # type: ignore[attr-defined]
+        if isinstance(node, dict):
+            node = node.get(tok, _MISSING)
             if node is _MISSING:
                 return _MISSING
-        elif kind is list:
+        elif isinstance(node, list):
             # RFC 6901: array indices are decimal without leading zeros.
             if not tok.isdigit() or not tok.isascii() or (len(tok) > 1 and tok[0] == "0"):
                 return _MISSING
             i = int(tok)
-            if i >= len(node):  # type: ignore[arg-type]
+            if i >= len(node):
                 return _MISSING
-            node = node[i]  # type: ignore[index]
+            node = node[i]
         else:
             return _MISSING
     return node

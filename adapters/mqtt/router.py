@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import collections
 import enum
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from adapters.base import DeadLetter, Sample
@@ -58,24 +58,25 @@ class _Dedupe:
 
     def __init__(self, window: int) -> None:
         self._window = window
-        # Per tag, recent timestamps in arrival order (a dict keeps insertion order: oldest first).
-        self._seen: dict[str, dict[float, None]] = {}
+        self._seen: dict[str, tuple[collections.deque[float], set[float]]] = {}
 
-    def fresh(self, samples: list[Sample]) -> tuple[list[Sample], int]:
+    def fresh(self, samples: Iterable[Sample]) -> tuple[list[Sample], int]:
         kept: list[Sample] = []
-        window = self._window
+        dropped = 0
         for s in samples:
-            seen = self._seen.get(s.tag)
-            if seen is None:
-                seen = self._seen[s.tag] = {}
-            ts = s.timestamp
-            if ts in seen:
+            entry = self._seen.get(s.tag)
+            if entry is None:
+                entry = self._seen[s.tag] = (collections.deque(), set())
+            order, seen = entry
+            if s.timestamp in seen:
+                dropped += 1
                 continue
-            seen[ts] = None
-            if len(seen) > window:
-                del seen[next(iter(seen))]
+            seen.add(s.timestamp)
+            order.append(s.timestamp)
+            if len(order) > self._window:
+                seen.discard(order.popleft())
             kept.append(s)
-        return kept, len(samples) - len(kept)
+        return kept, dropped
 
 
 class MqttRouter:
