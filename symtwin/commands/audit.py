@@ -11,6 +11,8 @@ from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = (__doc__ or "").split("\n", 1)[1].strip()
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     v = sub.add_parser("verify", help="check the chain; report the first broken line and why")
     v.add_argument("file", type=Path, metavar="FILE", help="audit log (JSON lines)")

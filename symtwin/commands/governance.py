@@ -60,6 +60,8 @@ def load_policy_or_exit(site: LoadedSite) -> SharingPolicy:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = (__doc__ or "").split("\n", 1)[1].strip()
     sub = parser.add_subparsers(dest="target", metavar="TARGET", required=True)
     m = sub.add_parser("mosquitto", help="mosquitto.conf, ACL and hashed password file for the park broker")
     add_config_argument(m)

@@ -39,6 +39,8 @@ EXIT_BAD_INPUT = 2
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = (__doc__ or "").split("\n", 1)[1].strip()
     add_config_argument(parser)
     parser.add_argument("--period", required=True, help="YYYY-MM (a month), YYYY-MM-DD or YYYY-Www")
     parser.add_argument(
