@@ -232,3 +232,33 @@ def test_stream_filter_releases_each_interval_once():
     assert f.push([_s("pc.boiler_load", 20.0, 100.0)]) == []
     assert f.flush(10_000.0) == []
     assert f.push([_s("pc.fuel_cost", 30.0, 1.0)]) == []
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.data())
+def test_nothing_leaves_that_the_policy_withholds(data):
+    parties = [Party(p) for p in ("a", "b", "c")]
+    tags = [TagInfo(f"t{i}", data.draw(st.sampled_from("abc"))) for i in range(6)]
+    groups = [TagGroup(f"g{i}", (f"t{i}",)) for i in range(6)]
+    resolutions = st.sampled_from(
+        [Resolution.raw(), Resolution.none(), Resolution.aggregated(60), Resolution.aggregated(600)]
+    )
+    rules = [
+        SharingRule(f"g{i}", r, data.draw(resolutions))
+        for i in range(6)
+        for r in "abc"
+        if r != tags[i].owner and data.draw(st.booleans())
+    ]
+    p = build_policy(parties, tags, groups, rules)
+    samples = [_s(f"t{i}", float(t), float(t % 7)) for i in range(6) for t in range(0, 1200, 37)]
+    for recipient in "abc":
+        out = p.filter_for(recipient, samples)
+        assert {s.tag for s in out} <= p.visible_names(recipient)
+        for s in out:
+            tag, stat, _ = split_output_name(s.tag)
+            res = p.resolution(tag, recipient)
+            assert res.kind.value == ("raw" if stat is None else "aggregated")
+            if res.kind.value == "none":
+                pytest.fail(f"{tag} withheld from {recipient} but sent")
+        own = {t.id for t in tags if t.owner == recipient}
+        assert own <= {s.tag for s in out}  # the owner always sees its own, raw
