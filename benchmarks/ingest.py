@@ -10,6 +10,8 @@ Parts (``--part``; figures are merged into ``benchmarks/results/ingest.json`` so
 - ``outbox``: the outbox → store leg alone (samples written in-process as fast as possible).
 - ``drain``: the store is stopped, the outbox fills, the store comes back: how fast the backlog drains
   (the reliability issue asks for ≥ 5× the ingest rate).
+- ``history``: the embedded SQLite history store (the historian without InfluxDB): write rate and a
+  downsampled trend query.
 - other parts (OPC UA) register themselves in ``PARTS``: a function ``(Bench) -> dict`` of figures.
 
 cpu_pct is this process's CPU time over wall time [% of one core] while the part ran (victoria-metrics,
@@ -351,10 +353,41 @@ def part_drain(bench: Bench) -> dict[str, Any]:
     }
 
 
+def part_history(bench: Bench) -> dict[str, Any]:
+    """The embedded history store (default historian without InfluxDB): write until queryable, then
+    a downsampled one-tag query over the whole range."""
+    from adapters.store.history import HistoryParams, LocalHistory
+
+    n_msg = bench.n_messages
+    n = n_msg * TAGS_PER_MESSAGE
+    t0 = time.time() - 3600
+    messages = list(bench_messages(n_msg, t0))
+    hist = LocalHistory(HistoryParams(bench.workdir / "history.sqlite"))
+    with CpuMeter() as cpu:
+        t = time.perf_counter()
+        feed(hist, messages)
+        hist.flush(300)
+        write_s = time.perf_counter() - t
+    t = time.perf_counter()
+    trend = hist.query("bench_0", t0, t0 + n_msg * 1e-3 + 1, max_points=500)
+    query_s = time.perf_counter() - t
+    stored = hist.stats().stored
+    hist.close()
+    return {
+        "history_samples_per_s": n / write_s,
+        "history_samples_stored": stored,
+        "history_cpu_pct": cpu.pct,
+        "history_query_ms": 1e3 * query_s,
+        "history_query_points": len(trend),
+        "history_query_samples_scanned": n_msg,
+    }
+
+
 PARTS: dict[str, Callable[[Bench], dict[str, Any]]] = {
     "mqtt": part_mqtt,
     "outbox": part_outbox,
     "drain": part_drain,
+    "history": part_history,
 }
 
 
