@@ -12,7 +12,9 @@ Parts (``--part``; figures are merged into ``benchmarks/results/ingest.json`` so
   (the reliability issue asks for ≥ 5× the ingest rate).
 - ``history``: the embedded SQLite history store (the historian without InfluxDB): write rate and a
   downsampled trend query.
-- other parts (OPC UA) register themselves in ``PARTS``: a function ``(Bench) -> dict`` of figures.
+- ``opcua``: runs ``benchmarks/opcua_ingest.py`` (OPC UA adapter) and merges its figures as ``opcua_*``;
+  not part of ``all`` (minutes, its own node-opcua server).
+Further parts register in ``PARTS``: a function ``(Bench) -> dict`` of figures.
 
 cpu_pct is this process's CPU time over wall time [% of one core] while the part ran (victoria-metrics,
 mosquitto and the publisher are separate processes and not included).
@@ -383,12 +385,29 @@ def part_history(bench: Bench) -> dict[str, Any]:
     }
 
 
+def part_opcua(bench: Bench) -> dict[str, Any]:
+    """The OPC UA figures: runs ``benchmarks/opcua_ingest.py`` (the OPC UA adapter's own benchmark, its
+    own servers) and merges its results, each key prefixed ``opcua_`` unless it already is."""
+    script = REPO / "benchmarks" / "opcua_ingest.py"
+    if not script.exists():
+        return {"opcua_missing": "benchmarks/opcua_ingest.py not present"}
+    subprocess.run([sys.executable, str(script)], cwd=REPO, check=True)
+    got = json.loads((RESULTS / "opcua_ingest.json").read_text())
+    return {
+        (k if k.startswith("opcua_") else f"opcua_{k}"): v
+        for k, v in got.items()
+        if k not in ("benchmark", "when", "machine", "note")
+    }
+
+
 PARTS: dict[str, Callable[[Bench], dict[str, Any]]] = {
     "mqtt": part_mqtt,
     "outbox": part_outbox,
     "drain": part_drain,
     "history": part_history,
+    "opcua": part_opcua,
 }
+ALL = ("mqtt", "outbox", "drain", "history")  # opcua runs minutes with its own servers: ask for it
 
 
 def merged(figures: dict[str, Any]) -> dict[str, Any]:
@@ -407,7 +426,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--part", choices=[*PARTS, "all"], default="all")
     ap.add_argument("--messages", type=int, default=30_000, help="MQTT messages of 10 samples per run")
     args = ap.parse_args(argv)
-    parts = list(PARTS) if args.part == "all" else [args.part]
+    parts = list(ALL) if args.part == "all" else [args.part]
     figures: dict[str, Any] = {}
     with ExitStack() as stack:
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="symtwin-ingest-")))
