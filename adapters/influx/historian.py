@@ -173,8 +173,9 @@ class InfluxHistorian:
     def close(self, drain_timeout_s: float = 5.0) -> None:
         """Persist every buffered record, try to deliver for up to ``drain_timeout_s``, stop.
 
-        Safe to call from a SIGTERM handler's thread or via ``asyncio.to_thread``; records not
-        delivered stay in the SQLite outbox and are sent first by the next run.
+        Call it from any thread (from asyncio: ``await asyncio.to_thread(hist.close)``), but not inside a
+        ``signal.signal`` handler, which may interrupt ``write`` holding the buffer lock (README, SIGTERM).
+        Records not delivered stay in the SQLite outbox and are sent first by the next run.
         """
         if self._closed:
             return
