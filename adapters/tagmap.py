@@ -83,24 +83,28 @@ class TagBinding:
 
         Numbers (and booleans, as 0/1 for on/off tags) are accepted; anything else is WRONG_TYPE.
         """
-        if isinstance(raw, float):
+        if type(raw) is float:  # the common case first
             value = raw
-        elif isinstance(raw, int):  # bool is an int: True → 1.0
+        elif isinstance(raw, int | float):  # bool is an int: True → 1.0
             try:
                 value = float(raw)
             except OverflowError:
                 return Refusal.NON_FINITE
         else:
             return Refusal.WRONG_TYPE
-        if not math.isfinite(value):
-            return Refusal.NON_FINITE
-        try:
-            si = self.to_si(value)
-        except (ArithmeticError, ValueError):
-            return Refusal.NON_FINITE
+        if self.converter is None:
+            # A non-finite raw value, or an overflow in the conversion, both show up as a non-finite si.
+            si = value * self.factor + self.offset
+        else:
+            if not math.isfinite(value):
+                return Refusal.NON_FINITE
+            try:
+                si = float(self.converter(value))
+            except (ArithmeticError, ValueError):
+                return Refusal.NON_FINITE
         if not math.isfinite(si):
             return Refusal.NON_FINITE
-        if not self.in_bounds(si):
+        if not self.lower <= si <= self.upper:
             return Refusal.OUT_OF_RANGE
         return Sample(self.tag, timestamp, si, quality)
 

@@ -196,7 +196,9 @@ class MqttAdapter:
         subs = self._router.subscriptions()
         if subs:
             client.subscribe([(t, SubscribeOptions(qos=1, noLocal=True)) for t in subs])
-        else:
+        if not subs or flags.session_present:
+            # With a session present the broker still holds our subscriptions; its SUBACK may queue
+            # behind a large backlog of messages kept for us, so do not make start() wait for it.
             self._signal(None)
 
     def _on_subscribe(

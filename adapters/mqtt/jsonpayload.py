@@ -49,18 +49,19 @@ def resolve(doc: object, pointer: Pointer) -> object:
     """The value at ``pointer`` in ``doc``, or ``_MISSING``."""
     node = doc
     for tok in pointer:
-        if isinstance(node, dict):
-            node = node.get(tok, _MISSING)
+        kind = type(node)  # json.loads builds plain dicts and lists; exact type checks are cheapest
+        if kind is dict:
+            node = node.get(tok, _MISSING)  # type: ignore[attr-defined]
             if node is _MISSING:
                 return _MISSING
-        elif isinstance(node, list):
+        elif kind is list:
             # RFC 6901: array indices are decimal without leading zeros.
             if not tok.isdigit() or not tok.isascii() or (len(tok) > 1 and tok[0] == "0"):
                 return _MISSING
             i = int(tok)
-            if i >= len(node):
+            if i >= len(node):  # type: ignore[arg-type]
                 return _MISSING
-            node = node[i]
+            node = node[i]  # type: ignore[index]
         else:
             return _MISSING
     return node

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import collections
 import enum
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from adapters.base import DeadLetter, Sample
@@ -58,25 +58,24 @@ class _Dedupe:
 
     def __init__(self, window: int) -> None:
         self._window = window
-        self._seen: dict[str, tuple[collections.deque[float], set[float]]] = {}
+        # Per tag, recent timestamps in arrival order (a dict keeps insertion order: oldest first).
+        self._seen: dict[str, dict[float, None]] = {}
 
-    def fresh(self, samples: Iterable[Sample]) -> tuple[list[Sample], int]:
+    def fresh(self, samples: list[Sample]) -> tuple[list[Sample], int]:
         kept: list[Sample] = []
-        dropped = 0
+        window = self._window
         for s in samples:
-            entry = self._seen.get(s.tag)
-            if entry is None:
-                entry = self._seen[s.tag] = (collections.deque(), set())
-            order, seen = entry
-            if s.timestamp in seen:
-                dropped += 1
+            seen = self._seen.get(s.tag)
+            if seen is None:
+                seen = self._seen[s.tag] = {}
+            ts = s.timestamp
+            if ts in seen:
                 continue
-            seen.add(s.timestamp)
-            order.append(s.timestamp)
-            if len(order) > self._window:
-                seen.discard(order.popleft())
+            seen[ts] = None
+            if len(seen) > window:
+                del seen[next(iter(seen))]
             kept.append(s)
-        return kept, dropped
+        return kept, len(samples) - len(kept)
 
 
 class MqttRouter:

@@ -152,15 +152,14 @@ def _signed(v: int, bits: int) -> int:
     return v - (1 << bits) if v >> (bits - 1) else v
 
 
+_INT64 = int(DataType.INT64)
+_SIGNED_BITS = {int(DataType.INT8): 8, int(DataType.INT16): 16, int(DataType.INT32): 32}
+
+
 def _int_value(raw: int, datatype: int) -> int:
     # Signed types travel as two's complement in the unsigned protobuf field.
-    if datatype == DataType.INT8:
-        return _signed(raw, 8)
-    if datatype == DataType.INT16:
-        return _signed(raw, 16)
-    if datatype == DataType.INT32:
-        return _signed(raw, 32)
-    return raw & 0xFFFFFFFF
+    bits = _SIGNED_BITS.get(datatype)
+    return _signed(raw, bits) if bits is not None else raw & 0xFFFFFFFF
 
 
 # Wire type each known Metric field must have.
@@ -191,8 +190,20 @@ def _decode_metric(buf: bytes, pos: int, end: int) -> Metric:
     value_field = 0
     v_a = v_b = 0
     while pos < end:
-        num, wt, pos = _key_at(buf, pos, end)
-        a, pos = _skip_or_read(buf, pos, end, wt)
+        # Inlined fast paths (one-byte key, one-byte varint): this loop runs once per field per metric.
+        key = buf[pos]
+        if key < 0x80:
+            pos += 1
+        else:
+            key, pos = _read_varint(buf, pos, end)
+        num, wt = key >> 3, key & 7
+        if num == 0:
+            raise SparkplugDecodeError("field number 0")
+        if wt == _VARINT and pos < end and buf[pos] < 0x80:
+            a = buf[pos]
+            pos += 1
+        else:
+            a, pos = _skip_or_read(buf, pos, end, wt)
         want = _METRIC_WT.get(num)
         if want is None:
             continue  # metadata, properties, bytes, dataset, template, extensions
@@ -213,7 +224,7 @@ def _decode_metric(buf: bytes, pos: int, end: int) -> Metric:
     if value_field == _M_INT:
         m.value = _int_value(v_a, m.datatype)
     elif value_field == _M_LONG:
-        m.value = _signed(v_a, 64) if m.datatype == DataType.INT64 else v_a
+        m.value = _signed(v_a, 64) if m.datatype == _INT64 else v_a
     elif value_field == _M_FLOAT:
         m.value = _F32.unpack_from(buf, v_a)[0]
     elif value_field == _M_DOUBLE:
@@ -344,6 +355,24 @@ class MetricKey:
     edge: str
     device: str | None
     name: str
+
+
+def metric_key(topic: str, metric: str) -> MetricKey:
+    """The :class:`MetricKey` for a config binding: ``topic`` is ``spBv1.0/<group>/<type>/<edge>[/<device>]``
+    (the message type is ignored, ``+`` is fine there) and ``metric`` the metric name (one leading ``/``,
+    as a JSON-pointer-minded config may write it, is dropped)."""
+    parts = topic.split("/")
+    if (
+        len(parts) not in (4, 5)
+        or parts[0] != NAMESPACE
+        or not all(parts)
+        or "+" in (parts[1], parts[3], *parts[4:])
+    ):
+        raise ValueError(f"Sparkplug binding topic {topic!r} is not spBv1.0/<group>/<type>/<edge>[/<device>]")
+    name = metric[1:] if metric.startswith("/") else metric
+    if not name:
+        raise ValueError(f"Sparkplug binding on {topic!r} needs a metric name")
+    return MetricKey(parts[1], parts[3], parts[4] if len(parts) == 5 else None, name)
 
 
 @dataclass(slots=True)

@@ -285,3 +285,15 @@ def test_fuzz_host_never_raises(messages: list[tuple[str, bytes]]) -> None:
     for kind, raw in messages:
         r = h.handle(topic(kind, device=kind.startswith("D")), raw, RX)
         assert all(math.isfinite(s.value) for s in r.samples)
+
+
+def test_metric_key_from_config_binding() -> None:
+    from adapters.mqtt.sparkplug import metric_key
+
+    assert metric_key("spBv1.0/park/+/chp/boiler1", "Load") == MetricKey("park", "chp", "boiler1", "Load")
+    assert metric_key("spBv1.0/park/NDATA/chp", "/Steam/Pressure") == MetricKey(
+        "park", "chp", None, "Steam/Pressure"
+    )
+    for bad in ("park/NDATA/chp", "spBv1.0/+/NDATA/chp", "spBv1.0/park/NDATA/chp/a/b"):
+        with pytest.raises(ValueError):
+            metric_key(bad, "x")
