@@ -75,6 +75,121 @@ def _jac(t, x, u, p, f0, color, ncolor, indptr, indices, data):
 jac = jit(_jac)
 """
 
+STEPPER = '''
+
+def _lu_solve(b, Lp, Li, Lx, Up, Ui, Ux, perm_r, perm_c, z, out):
+    # A = Pr^T L U Pc^T (SuperLU factors, sorted CSC): solve A out = b.
+    n = b.shape[0]
+    for j in range(n):
+        z[perm_r[j]] = b[j]
+    for j in range(n):
+        # L has its diagonal stored first in each column.
+        zj = z[j] / Lx[Lp[j]]
+        z[j] = zj
+        for k in range(Lp[j] + 1, Lp[j + 1]):
+            z[Li[k]] -= Lx[k] * zj
+    for j in range(n - 1, -1, -1):
+        zj = z[j] / Ux[Up[j + 1] - 1]
+        z[j] = zj
+        for k in range(Up[j], Up[j + 1] - 1):
+            z[Ui[k]] -= Ux[k] * zj
+    for i in range(n):
+        out[i] = z[perm_c[i]]
+
+
+lu_solve = jit(_lu_solve)
+
+
+def _inputs(tau, t_a, t_b, ua, ub, u):
+    w = (tau - t_a) / (t_b - t_a) if t_b > t_a else 0.0
+    for i in range(u.shape[0]):
+        u[i] = ua[i] + w * (ub[i] - ua[i])
+
+
+inputs = jit(_inputs)
+
+
+def _stage(tau, base, hg, u, X, p, Lp, Li, Lx, Up, Ui, Ux, perm_r, perm_c, f, y, bb, res, d, z, rtol, atol, maxit):
+    n = X.shape[0]
+    prev = 1e300
+    for it in range(1, maxit + 1):
+        rhs(tau, X, u, p, f, y, bb)
+        ok = True
+        for i in range(n):
+            res[i] = X[i] - base[i] - hg * f[i]
+            if not (abs(f[i]) < 1e300):
+                ok = False
+        if not ok:
+            return -1
+        lu_solve(res, Lp, Li, Lx, Up, Ui, Ux, perm_r, perm_c, z, d)
+        nrm = 0.0
+        for i in range(n):
+            r = abs(d[i]) / (atol + rtol * abs(X[i]))
+            if r > nrm:
+                nrm = r
+        if nrm <= 1.0:
+            return it
+        if it > 1 and nrm > 0.9 * prev:
+            return -1
+        prev = nrm
+        for i in range(n):
+            X[i] -= d[i]
+    return -1
+
+
+stage = jit(_stage)
+
+
+def _advance(x, t0, h, nsteps, t_a, t_b, ua, ub, p, Lp, Li, Lx, Up, Ui, Ux, perm_r, perm_c,
+             gamma, acc, rtol, atol, maxit):
+    # Fixed SDIRK2 steps (twin.integrate) from t0, x updated in place; returns (status, steps done).
+    # status 0: done; 1: Newton failed (refresh the Jacobian or shorten the step); 2: done but slowly.
+    n = x.shape[0]
+    hg = h * gamma
+    u = np.empty(ua.shape[0])
+    X = np.empty(n)
+    base = np.empty(n)
+    k1 = np.empty(n)
+    k2 = np.empty(n)
+    y = np.empty(NY)
+    b1 = np.empty(4)
+    b2 = np.empty(4)
+    res = np.empty(n)
+    d = np.empty(n)
+    z = np.empty(n)
+    slow = False
+    for s in range(nsteps):
+        t = t0 + s * h
+        inputs(t + hg, t_a, t_b, ua, ub, u)
+        for i in range(n):
+            X[i] = x[i]
+        it1 = stage(t + hg, x, hg, u, X, p, Lp, Li, Lx, Up, Ui, Ux, perm_r, perm_c, k1, y, b1, res, d, z,
+                    rtol, atol, maxit)
+        if it1 < 0:
+            return 1, s
+        for i in range(n):
+            base[i] = x[i] + h * (1.0 - gamma) * k1[i]
+            X[i] = base[i] + hg * k1[i]
+        inputs(t + h, t_a, t_b, ua, ub, u)
+        it2 = stage(t + h, base, hg, u, X, p, Lp, Li, Lx, Up, Ui, Ux, perm_r, perm_c, k2, y, b2, res, d, z,
+                    rtol, atol, maxit)
+        if it2 < 0:
+            return 1, s
+        w1 = h * (1.0 - gamma)
+        w2 = h * gamma
+        for i in range(n):
+            x[i] = x[i] + w1 * k1[i] + w2 * k2[i]
+        for i in range(4):
+            acc[i] += w1 * b1[i] + w2 * b2[i]
+        acc[4] += it1 + it2
+        if it1 > 4 or it2 > 4:
+            slow = True
+    return (2 if slow else 0), nsteps
+
+
+advance = jit(_advance)
+'''
+
 
 def cache_dir() -> Path:
     """Where generated park modules live: ``$SYMTWIN_CACHE_DIR`` or ``~/.cache/symtwin/parks``."""
@@ -89,7 +204,7 @@ def cache_dir() -> Path:
 def build_module(name: str, nx: int, ny: int, body: list[str]) -> ModuleType:
     """Write (if new) and import the generated module for this park body."""
     source = (
-        HEADER.format(name=name, nx=nx, ny=ny) + "\n".join("    " + line for line in body) + "\n" + FOOTER
+        HEADER.format(name=name, nx=nx, ny=ny) + "\n".join("    " + line for line in body) + "\n" + FOOTER + STEPPER
     )
     digest = hashlib.sha256(source.encode()).hexdigest()[:16]
     modname = f"symtwin_park_{digest}"

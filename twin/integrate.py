@@ -85,126 +85,106 @@ def probe_pattern(park: Park, seed: int = 1) -> tuple[npt.NDArray[np.int64], npt
 
 
 class Sdirk2:
-    """Fixed-step SDIRK2 for one park (see module doc). ``advance`` integrates between two times."""
+    """Fixed-step SDIRK2 for one park (see module doc); the steps run compiled, in the park's generated
+    module, and return here only to refresh the Jacobian or shorten a step."""
 
-    def __init__(self, park: Park, rtol: float = 1e-8, atol: float = 1e-8, max_newton: int = 10) -> None:
+    def __init__(self, park: Park, rtol: float = 1e-6, atol: float = 1e-6, max_newton: int = 10) -> None:
         import scipy.sparse as sp
         from scipy.sparse.linalg import splu
 
         self.park = park
-        self._sp = sp
         self._splu = splu
-        self._rhs = park._module.rhs
+        self._advance = park._module.advance
         self.p = park.params
         self.n = park.n_states
-        self._dx = np.empty(self.n)
-        self._y = np.empty(park.n_outputs)
-        self._b = np.empty(4)
         self.rtol, self.atol, self.max_newton = rtol, atol, max_newton
         self._jac: Any = None
-        self._lu: dict[float, Any] = {}
+        self._lu: dict[float, tuple[Any, ...]] = {}
         self._jac_fresh = False
-        self.energy_in = 0.0
-        self.energy_gross = 0.0
-        self.mass_in = 0.0
-        self.mass_gross = 0.0
+        # integrated [net energy J, gross energy J, net mass kg, gross mass kg], Newton iterations
+        self.acc = np.zeros(5)
         self.steps = 0
         self.jac_evals = 0
-        self.rhs_evals = 0
         self._eye = sp.identity(self.n, format="csc")
 
-    # --------------------------------------------------------------------------------------- linear algebra
+    @property
+    def energy_in(self) -> float:
+        return float(self.acc[0])
+
+    @property
+    def energy_gross(self) -> float:
+        return float(self.acc[1])
+
+    @property
+    def mass_in(self) -> float:
+        return float(self.acc[2])
+
+    @property
+    def mass_gross(self) -> float:
+        return float(self.acc[3])
+
     def _refresh_jacobian(self, t: float, x: Array, u: Array) -> None:
         self._jac = self.park.jacobian_sparse(t, x, u, self.p)
         self._lu.clear()
         self._jac_fresh = True
         self.jac_evals += 1
 
-    def _factor(self, hg: float) -> Any:
+    def _factor(self, hg: float) -> tuple[Any, ...]:
         key = round(hg, 9)
-        lu = self._lu.get(key)
-        if lu is None:
-            lu = self._splu((self._eye - hg * self._jac).tocsc())
-            self._lu[key] = lu
-        return lu
+        fac = self._lu.get(key)
+        if fac is None:
+            lu = self._splu((self._eye - hg * self._jac).tocsc(), options={"Equil": False})
+            low = lu.L.tocsc()
+            up = lu.U.tocsc()
+            low.sort_indices()
+            up.sort_indices()
+            fac = (low.indptr.astype(np.int64), low.indices.astype(np.int64), low.data.copy(),
+                   up.indptr.astype(np.int64), up.indices.astype(np.int64), up.data.copy(),
+                   lu.perm_r.astype(np.int64), lu.perm_c.astype(np.int64))
+            self._lu[key] = fac
+        return fac
 
-    def _f(self, t: float, x: Array, u: Array) -> tuple[Array, Array]:
-        self._rhs(t, x, u, self.p, self._dx, self._y, self._b)
-        self.rhs_evals += 1
-        return self._dx.copy(), self._b.copy()
-
-    def _stage(self, t: float, base: Array, hg: float, u: Array, guess: Array) -> tuple[Array, Array, int] | None:
-        """Solve X = base + hg f(t, X); returns (k = f(X), balance terms at X, iterations) or None."""
-        lu = self._factor(hg)
-        X = guess.copy()
-        prev = math.inf
-        for it in range(1, self.max_newton + 1):
-            f, b = self._f(t, X, u)
-            if not np.all(np.isfinite(f)):
-                return None
-            d = lu.solve(X - base - hg * f)
-            nrm = float(np.max(np.abs(d) / (self.atol + self.rtol * np.abs(X))))
-            if nrm <= 1.0:
-                return f, b, it
-            if it > 1 and nrm > 0.9 * prev:
-                return None
-            prev = nrm
-            X = X - d
-        return None
-
-    def _step(self, t: float, x: Array, h: float, u_of: Callable[[float], Array]) -> Array | None:
-        hg = h * GAMMA
-        u1 = u_of(t + hg)
-        if self._jac is None:
-            self._refresh_jacobian(t, x, u1)
-        for attempt in range(2):
-            s1 = self._stage(t + hg, x, hg, u1, x)
-            s2 = None
-            if s1 is not None:
-                k1 = s1[0]
-                base2 = x + h * (1.0 - GAMMA) * k1
-                s2 = self._stage(t + h, base2, hg, u_of(t + h), base2 + hg * k1)
-            if s1 is not None and s2 is not None:
-                k1, b1, it1 = s1
-                k2, b2, it2 = s2
-                w1, w2 = h * (1.0 - GAMMA), h * GAMMA
-                self.energy_in += w1 * b1[0] + w2 * b2[0]
-                self.energy_gross += w1 * b1[1] + w2 * b2[1]
-                self.mass_in += w1 * b1[2] + w2 * b2[2]
-                self.mass_gross += w1 * b1[3] + w2 * b2[3]
-                self.steps += 1
-                if max(it1, it2) > 4:
-                    self._jac = None  # slow convergence: a fresh Jacobian next step
+    def _interval(self, x: Array, a: float, z: float, ua: Array, ub: Array, h_max: float, depth: int = 0) -> None:
+        """Advance x in place over [a, z] (no input breakpoint inside) with inputs linear from ua to ub."""
+        n = max(1, math.ceil((z - a) / h_max - 1e-9))
+        h = (z - a) / n
+        done = 0
+        while done < n:
+            t = a + done * h
+            if self._jac is None:
+                self._refresh_jacobian(t, x, ua + (ub - ua) * ((t - a) / (z - a)))
+            fac = self._factor(h * GAMMA)
+            status, k = self._advance(x, t, h, n - done, a, z, ua, ub, self.p, *fac, GAMMA, self.acc,
+                                      self.rtol, self.atol, self.max_newton)
+            done += k
+            self.steps += k
+            if k > 0:
                 self._jac_fresh = False
-                return x + w1 * k1 + w2 * k2
-            if attempt == 0 and not self._jac_fresh:
-                self._refresh_jacobian(t, x, u1)
-            else:
-                break
-        return None
-
-    def _advance_interval(self, x: Array, t0: float, t1: float, u_of: Callable[[float], Array], h_max: float,
-                          depth: int = 0) -> Array:
-        n = max(1, math.ceil((t1 - t0) / h_max - 1e-9))
-        h = (t1 - t0) / n
-        for i in range(n):
-            t = t0 + i * h
-            nxt = self._step(t, x, h, u_of)
-            if nxt is None:
+            if status == 2:
+                self._jac = None
+            elif status == 1:
+                if not self._jac_fresh:
+                    self._jac = None
+                    continue
                 if depth > 12:
                     raise IntegrationError(f"Newton failed at t = {t:.6g} s even with step {h:.3g} s")
-                nxt = self._advance_interval(x, t, t + h, u_of, h / 2, depth + 1)
-            x = nxt
-        return x
+                t1 = t + h
+                w0, w1 = (t - a) / (z - a), (t1 - a) / (z - a)
+                self._interval(x, t, t1, ua + (ub - ua) * w0, ua + (ub - ua) * w1, h / 2, depth + 1)
+                done += 1
+                self.steps -= 0
 
-    def advance(self, x: Array, t0: float, t1: float, u_of: Callable[[float], Array], h_max: float,
+    def advance(self, x: Array, t0: float, t1: float, u_of: Callable[..., Array], h_max: float,
                 breaks: Sequence[float] | Array) -> Array:
-        """State at ``t1`` from ``x`` at ``t0``; steps of at most ``h_max`` [s] ending on ``breaks``."""
+        """State at ``t1`` from ``x`` at ``t0``; steps of at most ``h_max`` [s] that end on ``breaks``.
+        ``u_of(t, left=False)`` gives the inputs; ``left=True`` the left limit (before a jump)."""
+        x = np.array(x, dtype=float)
         bs = [float(b) for b in breaks if t0 < b < t1] if len(breaks) else []
         edges = [t0, *bs, t1]
         for a, z in zip(edges[:-1], edges[1:], strict=True):
             if z - a > 1e-9:
-                x = self._advance_interval(x, a, z, u_of, h_max)
+                self._interval(x, a, z, np.asarray(u_of(a), dtype=float), np.asarray(u_of(z, left=True), dtype=float),
+                               h_max)
         return x
 
 

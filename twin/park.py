@@ -288,30 +288,37 @@ class Park:
         from twin.integrate import Sdirk2
 
         sched = inputs if isinstance(inputs, InputSchedule) else self.input_schedule(inputs)
-        x = self.x0.copy() if x0 is None else np.asarray(x0, dtype=float).copy()
+        x = self.x0.copy() if x0 is None else np.array(x0, dtype=float)
         n_out = int(math.floor((t_end - t0) / dt_out + 1e-9)) + 1
         ts = t0 + dt_out * np.arange(n_out)
+        edges = np.unique(np.concatenate([ts, sched.breakpoints(t0, ts[-1])]))
+        u_right = sched.table(edges)
+        u_left = sched.table(edges, left=True)
+        out_at = np.searchsorted(edges, ts)
         xs = np.empty((n_out, self.n_states))
         ys = np.empty((n_out, self.n_outputs))
-        us = np.empty((n_out, self.n_inputs))
+        us = u_right[out_at]
         solver = Sdirk2(self)
-        breaks = sched.breakpoints(t0, t_end)
         e0 = self.stored_energy(x)
         m0 = self.stored_mass(x)
-        u = sched(t0)
-        xs[0], ys[0], us[0] = x, self.outputs(x, u), u
-        t = t0
-        for k in range(1, n_out):
-            x = solver.advance(x, t, ts[k], sched, h_max, breaks)
-            t = ts[k]
-            u = sched(t)
-            xs[k], ys[k], us[k] = x, self.outputs(x, u), u
-            if progress is not None:
-                progress(k / (n_out - 1))
+        xs[0], ys[0] = x, self.outputs(x, us[0])
+        k = 1
+        for j in range(1, edges.shape[0]):
+            solver._interval(x, float(edges[j - 1]), float(edges[j]), u_right[j - 1], u_left[j], h_max)
+            if k < n_out and out_at[k] == j:
+                xs[k], ys[k] = x, self.outputs(x, us[k])
+                if progress is not None:
+                    progress(k / (n_out - 1))
+                k += 1
         e_err = abs(self.stored_energy(x) - e0 - solver.energy_in) / max(solver.energy_gross, 1e-30)
         m_err = abs(self.stored_mass(x) - m0 - solver.mass_in) / max(solver.mass_gross, 1e-30)
         return SimResult(ts, xs, ys, us, self.state_names, self.output_names, self.input_names, e_err, m_err,
                          solver.steps)
+
+    def settle(self, u: npt.ArrayLike | None = None, duration: float = 6 * 3600.0, x0: npt.ArrayLike | None = None) -> Array:
+        """State after ``duration`` [s] with inputs ``u`` held (default: the defaults): a consistent start."""
+        ua = self.u_default if u is None else np.asarray(u, dtype=float)
+        return self.step(self.x0 if x0 is None else x0, ua, duration, h_max=60.0)
 
     def step(self, x: npt.ArrayLike, u: npt.ArrayLike, dt: float, h_max: float = 30.0) -> Array:
         """Advance state ``x`` by ``dt`` [s] with inputs ``u`` held constant (for the live service)."""
@@ -322,7 +329,7 @@ class Park:
             solver = Sdirk2(self)
             self._step_solver = solver
         ua = np.asarray(u, dtype=float)
-        return solver.advance(np.asarray(x, dtype=float), 0.0, float(dt), lambda _t: ua, h_max, ())
+        return solver.advance(np.asarray(x, dtype=float), 0.0, float(dt), lambda _t, left=False: ua, h_max, ())
 
 
 class InputSchedule:
@@ -332,30 +339,55 @@ class InputSchedule:
         self.names = list(names)
         self._const = np.array(defaults, dtype=float)
         self._var: dict[int, Callable[[float], float]] = {}
+        self._left: dict[int, Callable[[float], float]] = {}
+        self._profiles: dict[int, Profile] = {}
         self._breaks: list[Array] = []
 
     def set(self, name: str, value: InputValue) -> None:
         i = self.names.index(name)
         self._var.pop(i, None)
+        self._left.pop(i, None)
+        self._profiles.pop(i, None)
         if isinstance(value, Profile):
             prof = value
+            self._profiles[i] = prof
             self._var[i] = lambda t, prof=prof: float(prof.at(t))
+            if prof.interpolation == "step":
+                self._left[i] = lambda t, prof=prof: float(prof.at(t - 1e-6 * max(1.0, abs(t))))
             self._breaks.append(np.asarray(prof.times, dtype=float))
         elif isinstance(value, tuple):
             times = np.asarray(value[0], dtype=float)
             vals = np.asarray(value[1], dtype=float)
-            self._var[i] = lambda t, a=times, v=vals: float(np.interp(t, a, v))
+            arr = Profile(name, times, vals)
+            self._var[i] = lambda t, prof=arr: float(prof.at(t))
+            self._profiles[i] = arr
             self._breaks.append(times)
         elif callable(value):
             self._var[i] = value
         else:
             self._const[i] = float(value)
 
-    def __call__(self, t: float) -> Array:
+    def __call__(self, t: float, left: bool = False) -> Array:
+        """Inputs at ``t`` [s]; ``left=True``: the limit from the left (before a step profile jumps)."""
         u = self._const.copy()
         for i, f in self._var.items():
             u[i] = f(t)
+        if left:
+            for i, f in self._left.items():
+                u[i] = f(t)
         return u
+
+    def table(self, times: Array, left: bool = False) -> Array:
+        """Inputs at each of ``times`` [s] as rows (vectorised over profiles)."""
+        out = np.tile(self._const, (times.shape[0], 1))
+        for i, f in self._var.items():
+            prof = self._profiles.get(i)
+            if prof is not None:
+                tt = times - 1e-6 * np.maximum(1.0, np.abs(times)) if left and prof.interpolation == "step" else times
+                out[:, i] = prof.at(tt)
+            else:
+                out[:, i] = [f(float(t)) for t in times]
+        return out
 
     def breakpoints(self, t0: float, t1: float) -> Array:
         """Times in (t0, t1) where an input may have a kink or a jump (profile sample times)."""
@@ -639,12 +671,7 @@ class _Builder:
             tret = self.add_input(dname, "return_temperature", d.params["return_temperature"])
             dem = self.add_input(dname, "demand", 0.5)
             b.append(f"tr_{tag} = {tret}")
-            if pipes:
-                pu = self.units[pipes[0]]
-                s = int(pu.params["segments"])
-                b.append(f"tin_{tag} = x[{pu.xo + s - 1}]")
-            else:
-                b.append(f"tin_{tag} = 0.5 * (p[{d.po + 1}] + p[{d.po + 2}])")
+            b.append(f"tin_{tag} = 0.5 * (p[{d.po + 1}] + p[{d.po + 2}])")
             b.append(f"mdh_{tag}, qd_{tag} = heat_demand.flow(p, {d.po}, {dem}, tin_{tag}, tr_{tag})")
             if tanks:
                 tu = self.units[tanks[0]]

@@ -1,12 +1,15 @@
 """District-heating demand node (a town's substations lumped): heat demand from a profile.
 
-Demanded heat Q = demand * design_load [W]. The substations throttle the flow to meet it,
+Demanded heat Q = demand * design_load [W]. The substations draw the flow that meets it at the nominal
+supply temperature T_nom = (T_s,min + T_s,max) / 2,
 
-    m = clip(Q / (cp max(T_s - T_r, 5 K)), m_min, m_max),   m_max = design_load / (cp (T_s,min - T_r)),
+    m = clip(Q / (cp max(T_nom - T_r, 5 K)), m_min, m_max),   m_max = design_load / (cp (T_s,min - T_r)),
 
-T_s [K] the supply temperature arriving at the node, T_r [K] the return temperature (input
-``return_temperature``, default the parameter), m_min = ``min_flow_fraction`` m_max (bypass
-circulation). Delivered heat m cp (T_s - T_r) [W]; unmet = max(Q - delivered, 0) [W].
+T_r [K] the return temperature (input ``return_temperature``, default the parameter), m_min =
+``min_flow_fraction`` m_max (bypass circulation). The heat delivered follows the supply temperature
+T_s [K] that actually arrives: delivered = m cp (T_s - T_r) [W] (radiator output rises and falls with
+the supply temperature; this makes the network self-regulating, T_s settles where production meets
+delivery), unmet = max(Q - delivered, 0) [W].
 Reference: quasi-static substation model as in Modelica Buildings, Experimental.DHC.Loads (ideal
 flow control); load shape from Li et al. 2022, Energy 239:122103.
 """
