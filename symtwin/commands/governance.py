@@ -14,37 +14,8 @@ from pathlib import Path
 
 from symtwin.commands._common import add_config_argument, load_or_exit
 from symtwin.config import EXIT_CONFIG_ERROR, LoadedSite
-from symtwin.governance.policy import (
-    Party,
-    PolicyError,
-    Resolution,
-    SharingPolicy,
-    SharingRule,
-    TagGroup,
-    TagInfo,
-    build_policy,
-)
-
-
-def policy_from_site(site: LoadedSite) -> SharingPolicy:
-    """Map the site config's parties, tags and ``sharing:`` section onto a validated :class:`SharingPolicy`."""
-    from symtwin.units import parse_quantity
-
-    cfg = site.config
-    parties = [Party(p.id, p.name) for p in cfg.parties]
-    tags = [TagInfo(t.id, t.owner, t.quantity, t.si_unit) for t in site.tags.values()]
-    groups = [TagGroup(g.id, tuple(g.tags)) for g in cfg.sharing.groups]
-    rules = []
-    for r in cfg.sharing.rules:
-        res = r.resolution
-        if res == "raw":
-            resolution = Resolution.raw()
-        elif res == "none":
-            resolution = Resolution.none()
-        else:
-            resolution = Resolution.aggregated(parse_quantity(res.aggregated, "s"))  # type: ignore[union-attr]
-        rules.append(SharingRule(r.group, r.recipient, resolution))
-    return build_policy(parties, tags, groups, rules)
+from symtwin.governance.from_site import policy_from_site
+from symtwin.governance.policy import PolicyError, SharingPolicy
 
 
 def load_policy_or_exit(site: LoadedSite) -> SharingPolicy:

@@ -274,7 +274,7 @@ class _Checker:
         self._exchanges()
         tags = self._tags(parties)
         self._controller({p.id for p in cfg.profiles})
-        self._sharing(parties, {t.id: t for t in cfg.tags})
+        self._sharing()
         self._web(parties)
         if self.issues:
             return None
@@ -602,36 +602,19 @@ class _Checker:
         self.quantity(("controller", "co2_price"), c.co2_price, "EUR/kg")
         self.quantity(("controller", "unmet_demand_penalty"), c.unmet_demand_penalty, "EUR/J")
 
-    def _sharing(self, parties: set[str], tags: dict[str, schema.Tag]) -> None:
-        groups = {g.id: g for g in self.cfg.sharing.groups}
-        self._unique_path(("sharing", "groups"), [g.id for g in self.cfg.sharing.groups])
-        for gi, g in enumerate(self.cfg.sharing.groups):
-            for ti, tag in enumerate(g.tags):
-                if tag not in tags:
-                    self.add(("sharing", "groups", gi, "tags", ti), f"unknown tag {tag!r}", "use a tag id from tags:")
-        decided: dict[tuple[str, str], tuple[str, int]] = {}
+    def _sharing(self) -> None:
+        from symtwin.governance.from_site import policy_issues
+
         for ri, r in enumerate(self.cfg.sharing.rules):
-            base: Path_ = ("sharing", "rules", ri)
-            if r.recipient not in parties:
-                self.add((*base, "recipient"), f"unknown party {r.recipient!r}",
-                         f"use one of: {', '.join(sorted(parties))}")
-            group = groups.get(r.group)
-            if group is None:
-                self.add((*base, "group"), f"unknown group {r.group!r}", "define it under sharing.groups")
-                continue
             if isinstance(r.resolution, schema.Aggregated):
-                v = self.quantity((*base, "resolution", "aggregated"), r.resolution.aggregated, "s")
+                path: Path_ = ("sharing", "rules", ri, "resolution", "aggregated")
+                v = self.quantity(path, r.resolution.aggregated, "s")
                 if v is not None and v <= 0:
-                    self.add((*base, "resolution", "aggregated"), "the interval must be positive", "")
-                res = f"aggregated {r.resolution.aggregated}"
-            else:
-                res = r.resolution
-            for tag in group.tags:
-                prev = decided.get((tag, r.recipient))
-                if prev and prev[0] != res:
-                    self.add(base, f"contradiction: tag {tag!r} is shared with {r.recipient!r} as {res} here and as "
-                             f"{prev[0]} by sharing.rules[{prev[1]}]", "give each tag one resolution per recipient")
-                decided[(tag, r.recipient)] = (res, ri)
+                    self.add(path, "the interval must be positive", "")
+        if any(i.path[:2] == ("sharing", "rules") for i in self.issues):
+            return
+        for issue in policy_issues(self.cfg):
+            self.add(issue.path, issue.message, "each tag reaches each party at one resolution; owners see theirs raw")
 
     def _web(self, parties: set[str]) -> None:
         self._unique_path(("web", "users"), [u.name for u in self.cfg.web.users], key="name")

@@ -87,6 +87,7 @@ class Snapshot:
     alarms: tuple[Alarm, ...] = ()
     dead_letters: int = 0
     cycle: int = 0
+    wall_time: float | None = None  # wall clock [s since epoch] when published (live view's push-delay figure)
 
 
 class ServiceControl(Protocol):

@@ -65,7 +65,7 @@ CASES = [
      "password: hunter2", "adapters.mqtt.password", "plain text"),
     ("sharing_contradiction", lambda s: s.replace("    - {group: town_load, recipient: factory, resolution: {aggregated: 1 h}}",
                                                   "    - {group: town_load, recipient: factory, resolution: {aggregated: 1 h}}\n    - {group: town_load, recipient: factory, resolution: raw}"),
-     "recipient: factory, resolution: raw}", "sharing.rules[2]", "contradiction"),
+     "recipient: factory, resolution: raw}", "sharing.rules[2].resolution", "one resolution only"),
     ("reversed_temperatures", lambda s: s.replace("design_load_mw: 8,", "design_load_mw: 8, min_supply_temperature: \"95 degC\","),
      "design_load_mw: 8, min_supply", "units[5]", "must be below max_supply_temperature"),
 ]
