@@ -89,30 +89,47 @@ def publish(
     timeout_s: float = 120.0,
 ) -> float:
     """Publish every message at QoS 1 (at ``rate_hz`` messages/s, or as fast as possible) and wait for
-    every PUBACK. Returns the elapsed time [s]; raises TimeoutError if acks are missing after ``timeout_s``."""
+    every PUBACK. Returns the elapsed time [s]; raises TimeoutError if acks are missing after ``timeout_s``.
+
+    Survives broker outages: paho keeps QoS 1 messages published while disconnected and (re)sends them
+    after it reconnects; completion is counted from PUBACKs (``on_publish``), not from publish() results.
+    """
     c = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5)
     c.max_inflight_messages_set(max_inflight)
     c.max_queued_messages_set(0)
+    c.reconnect_delay_set(1, 1)
     connected = threading.Event()
+    acked = [0]  # PUBACKs; mids wrap at 65535, so count rather than match them
+    lock = threading.Lock()
+
+    def on_publish(client: paho.Client, userdata: object, mid: int, rc: object, props: object) -> None:
+        with lock:
+            acked[0] += 1
+
     c.on_connect = lambda *a: connected.set()
+    c.on_publish = on_publish
     c.connect(host, port)
     c.loop_start()
     try:
         if not connected.wait(10):
             raise TimeoutError(f"publisher could not connect to {host}:{port}")
-        infos = []
+        sent = 0
         t0 = time.perf_counter()
         for k, (topic, payload) in enumerate(messages):
             if rate_hz is not None:
                 delay = t0 + k / rate_hz - time.perf_counter()
                 if delay > 0:
                     time.sleep(delay)
-            infos.append(c.publish(topic, payload, qos=1))
+            c.publish(topic, payload, qos=1)
+            sent += 1
         deadline = time.monotonic() + timeout_s
-        for info in infos:
-            info.wait_for_publish(max(0.0, deadline - time.monotonic()))
-            if not info.is_published():
-                raise TimeoutError("publisher: PUBACKs missing")
+        while True:
+            with lock:
+                if acked[0] >= sent:
+                    break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"publisher: {sent - acked[0]} PUBACKs missing after {timeout_s} s")
+            time.sleep(0.01)
         return time.perf_counter() - t0
     finally:
         c.disconnect()

@@ -335,3 +335,27 @@ async def test_untrusted_server_certificate_never_connects(tls_broker: tuple[Mos
     with pytest.raises(ConnectionLost):
         await a.start()
     gc.collect()  # collect paho's leaked socket here, under this test's filter
+
+
+async def test_client_certificate_required_by_the_broker(tmp_path: Path) -> None:
+    pki = make_test_pki(tmp_path / "pki")
+    port = free_port()
+    conf = (
+        "user root\n"
+        f"listener {port} 127.0.0.1\n"
+        f"cafile {pki.ca}\ncertfile {pki.server_cert}\nkeyfile {pki.server_key}\n"
+        "require_certificate true\nuse_identity_as_username true\nallow_anonymous false\n"
+    )
+    with running_mosquitto(tmp_path, conf, port) as broker:
+        cfg = MqttConfig(
+            "localhost",
+            broker.port,
+            client_id="mtls",
+            tls_ca=pki.ca,
+            tls_cert=pki.client_cert,
+            tls_key=pki.client_key,
+        )
+        a = MqttAdapter(cfg, MqttRouter(HX), ListSink())
+        await a.start()
+        assert a.connected
+        await a.stop()
