@@ -195,6 +195,10 @@ class Controller(Strict):
     co2_price: QuantityText = "80 EUR/t"
     unmet_demand_penalty: QuantityText = "2000 EUR/MWh"
     move_penalty: float = Field(default=1e-3, ge=0.0)
+    cycle: QuantityText = Field(default="5 s", description="supervision cycle: inputs judged, setpoints ramped")
+    heartbeat: OpcUaBinding | None = Field(
+        default=None, description="OPC UA node the service increments every cycle (Int32); the PLC watches it"
+    )
 
 
 class Aggregated(Strict):

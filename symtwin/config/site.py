@@ -587,7 +587,7 @@ class _Checker:
 
     def _controller(self, profile_ids: set[str]) -> None:
         c = self.cfg.controller
-        for key in ("period", "horizon", "step"):
+        for key in ("period", "horizon", "step", "cycle"):
             v = self.quantity(("controller", key), getattr(c, key), "s")
             if v is not None and v <= 0:
                 self.add(("controller", key), f"{key} must be positive", "")
