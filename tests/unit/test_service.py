@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
 from pathlib import Path
 
@@ -91,7 +92,7 @@ async def test_auto_mode_writes_ramped_values_within_bounds(site: LoadedSite) ->
     values = [w[boiler.id] for w in writer.writes if boiler.id in w]
     assert values[-1] > values[0], "moved towards the proposal"
     max_step = boiler.rate_limit_si_per_s * 5.0  # type: ignore[operator]
-    assert all(abs(b - a) <= max_step + 1e-12 for a, b in zip(values, values[1:], strict=False))
+    assert all(abs(b - a) <= max_step + 1e-12 for a, b in itertools.pairwise(values))
     lo, hi = boiler.bounds_si  # type: ignore[misc]
     assert all(lo <= v <= hi and math.isfinite(v) for v in values)
     beats = [w["symtwin.heartbeat"] for w in writer.writes]
