@@ -233,7 +233,7 @@ class MqttAdapter:
             routed = self._router.handle(topic, payload, received_at)
         except Exception as exc:  # a decoder bug must not kill paho's thread; keep the input for analysis
             log.exception("MQTT router failed on topic %s", topic)
-            self._router.counts["internal_error"] += 1
+            self._router.count("internal_error")
             self._keep(
                 DeadLetter("mqtt:" + topic, received_at, f"internal_error: {exc!r}"[:300], payload[:4096])
             )
@@ -243,7 +243,7 @@ class MqttAdapter:
                 self._sink.write(routed.samples)
             except Exception as exc:
                 log.exception("sink refused %d samples from %s", len(routed.samples), topic)
-                self._router.counts["sink_error"] += 1
+                self._router.count("sink_error")
                 self._keep(
                     DeadLetter("mqtt:" + topic, received_at, f"sink_error: {exc!r}"[:300], payload[:4096])
                 )
@@ -253,18 +253,21 @@ class MqttAdapter:
             client.publish(cmd_topic, payload, qos=1)
 
     def _keep(self, dl: DeadLetter) -> None:
-        self._recent.append(dl)
+        with self._lock:
+            self._recent.append(dl)
         if self._dead_letter is not None:
             try:
                 self._dead_letter(dl)
             except Exception:
                 log.exception("dead-letter store refused an entry from %s", dl.source)
-                self._router.counts["dead_letter_error"] += 1
+                self._router.count("dead_letter_error")
 
     # ------------------------------------------------------------ Source / status
 
     def dead_letters(self) -> Iterable[DeadLetter]:
-        return list(self._recent)
+        """The most recent dead letters (all of them went to the ``dead_letter`` callable)."""
+        with self._lock:
+            return list(self._recent)
 
     @property
     def connected(self) -> bool:
@@ -272,7 +275,7 @@ class MqttAdapter:
 
     def stats(self) -> dict[str, int]:
         """Counters: messages, samples, duplicates, reconnects, rebirth requests and each refusal reason."""
-        out = dict(self._router.counts)
+        out = self._router.snapshot()
         out["reconnects"] = self._reconnects
         out["connected"] = int(self._connected)
         return out

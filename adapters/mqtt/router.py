@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import collections
 import enum
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -111,6 +112,8 @@ class MqttRouter:
         self._dedupe = _Dedupe(dedupe_window) if dedupe_window > 0 else None
         self._dl_bytes = dead_letter_payload_bytes
         self.counts: collections.Counter[str] = collections.Counter()
+        # handle() runs on paho's thread; snapshot() may be called from any other.
+        self._lock = threading.Lock()
 
     @property
     def sparkplug(self) -> SparkplugHost:
@@ -134,8 +137,21 @@ class MqttRouter:
             DeadLetter(SOURCE_PREFIX + topic, received_at, reason, payload[: self._dl_bytes])
         )
 
+    def snapshot(self) -> dict[str, int]:
+        """A consistent copy of the counters, safe from any thread."""
+        with self._lock:
+            return dict(self.counts)
+
+    def count(self, key: str, n: int = 1) -> None:
+        with self._lock:
+            self.counts[key] += n
+
     def handle(self, topic: str, payload: bytes, received_at: float) -> Routed:
         """Route one message; never raises on bad input."""
+        with self._lock:
+            return self._handle(topic, payload, received_at)
+
+    def _handle(self, topic: str, payload: bytes, received_at: float) -> Routed:
         out = Routed()
         self.counts["messages"] += 1
         if len(payload) > self._max_payload:
