@@ -214,6 +214,8 @@ class OpcUaAdapter:
         self._down_since: float | None = None
         self._quiet = False
         self._last_refusal = ""
+        self._failed_probes = 0
+        self._publishers: list[asyncio.Task[None]] = []
         self._running = False
         self._op_lock = asyncio.Lock()  # one (re)subscription / client swap at a time
         for i, t in enumerate(self._tags):
@@ -253,6 +255,7 @@ class OpcUaAdapter:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
         self._watchdog_task = None
+        await self._stop_publishers()
         client, self._client = self._client, None
         if client is not None:
             if self._sub_id is not None:
@@ -397,7 +400,9 @@ class OpcUaAdapter:
         client = Client(
             self.cfg.endpoint,
             timeout=t.request_s,
-            watchdog_intervall=self.cfg.watchdog_period_s,
+            # asyncua probes ServerState with this as its timeout; at 1 s a busy server (10k items) is
+            # declared lost and its session torn down. Our own watchdog does the fast detection.
+            watchdog_intervall=max(self.cfg.watchdog_period_s, t.request_s),
             auto_reconnect=True,
             reconnect_max_delay=self.cfg.reconnect_max_delay_s,
             reconnect_request_timeout=t.request_s,
@@ -455,9 +460,48 @@ class OpcUaAdapter:
             raise
         self._client = client
         self.stats.connected = True
+        # asyncua runs one publish loop; the rest of the requests in flight are ours.
+        self._publishers = [
+            asyncio.create_task(self._publish_worker(client), name=f"opcua-publish-{self.cfg.name}")
+            for _ in range(self.cfg.publish_requests - 1)
+        ]
+
+    async def _publish_worker(self, client: Client) -> None:
+        """Keep one more Publish request in flight; answers go to the same callback as asyncua's loop."""
+        acks: list[ua.SubscriptionAcknowledgement] = []
+        while self._running and self._client is client:
+            if self._sub_id is None or client.state is not UaClientState.CONNECTED:
+                await asyncio.sleep(0.2)
+                continue
+            try:
+                response = await client.uaclient.session.publish(acks)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # BadNoSubscription, BadTimeout, lost transport: the watchdog handles those
+                acks = []
+                await asyncio.sleep(0.5)
+                continue
+            result = response.Parameters
+            acks = []
+            if result.NotificationMessage.NotificationData:
+                acks.append(
+                    ua.SubscriptionAcknowledgement(
+                        SubscriptionId=result.SubscriptionId,
+                        SequenceNumber=result.NotificationMessage.SequenceNumber,
+                    )
+                )
+            self._on_publish(result)
+
+    async def _stop_publishers(self) -> None:
+        tasks, self._publishers = self._publishers, []
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _discard(self, client: Client) -> None:
         """Close a client without ever waiting longer than the disconnect timeout."""
+        if self._client is client or self._client is None:
+            await self._stop_publishers()
         client.uaclient.request_disconnect()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(client.disconnect(), self.cfg.timeouts.disconnect_s)
@@ -816,11 +860,20 @@ class OpcUaAdapter:
             await self._fresh_client()
             return
         if not await self._probe(client):
+            self._failed_probes += 1
+            # One slow answer from a busy server is not an outage; two in a row, or a dead transport, is.
+            if (
+                self._failed_probes < 2
+                and client.state is UaClientState.CONNECTED
+                and self._down_since is None
+            ):
+                return
             self._mark_down("server status probe failed")
             assert self._down_since is not None
             if now - self._down_since >= self.cfg.reconnect_hang_s:
                 await self._fresh_client()
             return
+        self._failed_probes = 0
         if (
             self._down_since is not None
             or self._sub_lost

@@ -191,6 +191,9 @@ class OpcUaConfig:
     queue_size: bound of the hand-off queue between the protocol callback and the sink [samples].
     sink_batch: most samples per ``Sink.write`` call.
     dead_letter_capacity: dead letters kept in memory (oldest dropped; each still counted).
+    publish_requests: Publish requests kept in flight. Servers cap notifications per message
+        (node-opcua: 1,000), so with one request in flight 10,000 changes a second queue up behind
+        round trips; several in flight let the server answer back to back (OPC 10000-4 §5.13.5).
     """
 
     endpoint: str
@@ -208,6 +211,7 @@ class OpcUaConfig:
     queue_size: int = 100_000
     sink_batch: int = 5000
     dead_letter_capacity: int = 1000
+    publish_requests: int = 3
 
     def __post_init__(self) -> None:
         if not self.endpoint.startswith("opc.tcp://"):
@@ -228,6 +232,12 @@ class OpcUaConfig:
             v = getattr(self, name)
             if not (math.isfinite(v) and v > 0):
                 raise OpcUaConfigError(f"{name} must be > 0, got {v}")
-        for name in ("max_items_per_call", "queue_size", "sink_batch", "dead_letter_capacity"):
+        for name in (
+            "max_items_per_call",
+            "queue_size",
+            "sink_batch",
+            "dead_letter_capacity",
+            "publish_requests",
+        ):
             if getattr(self, name) < 1:
                 raise OpcUaConfigError(f"{name} must be >= 1")

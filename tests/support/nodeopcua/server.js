@@ -80,7 +80,7 @@ async function main() {
                 browseName: `Bulk.${i}`,
                 nodeId: `s=Bulk.${i}`,
                 dataType: "Double",
-                minimumSamplingInterval: 100,
+                minimumSamplingInterval: 0, // exception-based: no polling of 10,000 nodes
                 value: new Variant({ dataType: DataType.Double, value: 0 }),
             })
         );
