@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
-from asyncua import Client  # noqa: E402
+from asyncua import Client, ua  # noqa: E402
 
 from adapters.base import Sample  # noqa: E402
 from adapters.opcua.client import OpcUaAdapter  # noqa: E402
@@ -127,7 +127,9 @@ async def run_baseline(srv: NodeOpcUaServer, items: int, seconds: float, warmup_
         sub = await client.create_subscription(INTERVAL_S * 1000, handler)
         nodes = [client.get_node(srv.node_id(f"Bulk.{i}")) for i in range(items)]
         for k in range(0, items, 1000):
-            await sub.subscribe_data_change(nodes[k : k + 1000], sampling_interval=SAMPLING_S * 1000)
+            await sub.subscribe_data_change(
+                nodes[k : k + 1000], sampling_interval=ua.Double(SAMPLING_S * 1000)
+            )
         return await measure(seconds, handler, warmup_s)
     finally:
         await client.disconnect()

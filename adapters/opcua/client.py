@@ -61,6 +61,7 @@ from adapters.opcua.values import (
     readback_matches,
     to_variant,
 )
+from adapters.tagmap import Refusal
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -749,6 +750,12 @@ class OpcUaAdapter:
                 i, "wrong_type", f"node {tag.node_id} sent {type(raw).__name__}, not a number", raw
             )
             return None
+        if tag.binding is not None:
+            got = tag.binding.sample(number, ts, quality)
+            if isinstance(got, Refusal):
+                self._dead_letter(i, got.value, f"node {tag.node_id} sent {raw!r}", raw)
+                return None
+            return got
         return Sample(tag.tag, ts, tag.to_si(number), quality)
 
     def _enqueue(self, sample: Sample) -> None:

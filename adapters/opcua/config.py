@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from adapters.base import AdapterError
+from adapters.tagmap import TagBinding
 
 
 class OpcUaConfigError(AdapterError, ValueError):
@@ -72,6 +73,8 @@ class OpcUaTag:
     sampling_interval_s: requested sampling interval [s].
     deadband: absolute deadband in the node's own units (0 = report every change).
     scale, offset: SI value = raw * scale + offset (the config edge's engineering-unit conversion).
+    binding: the shared :class:`adapters.tagmap.TagBinding` (conversion plus plausible SI range);
+        when given it replaces scale/offset, and values outside its range become dead letters.
     max_age_s: a tag with no notification for this long is re-read by the watchdog [s] (None = never).
     write_tolerance: read-back accepted when |read - written| <= this, in node units (None = exact for
         integers/booleans, float32 rounding for Float, 1e-9 relative for Double).
@@ -87,6 +90,7 @@ class OpcUaTag:
     offset: float = 0.0
     max_age_s: float | None = None
     write_tolerance: float | None = None
+    binding: TagBinding | None = None
 
     def __post_init__(self) -> None:
         where = f"tag {self.tag!r}"
@@ -109,10 +113,20 @@ class OpcUaTag:
         if self.max_age_s is not None and not self.max_age_s > 0:
             raise OpcUaConfigError(f"{where}: max_age_s must be > 0 or None")
 
+        if self.binding is not None:
+            if self.binding.tag != self.tag:
+                raise OpcUaConfigError(f"{where}: its binding is for tag {self.binding.tag!r}")
+            if (self.scale, self.offset) != (1.0, 0.0):
+                raise OpcUaConfigError(f"{where}: give the conversion either as binding or as scale/offset")
+
     def to_si(self, raw: float) -> float:
+        if self.binding is not None:
+            return self.binding.to_si(raw)
         return raw * self.scale + self.offset
 
     def from_si(self, value: float) -> float:
+        if self.binding is not None:
+            return self.binding.from_si(value)
         return (value - self.offset) / self.scale
 
 

@@ -34,6 +34,7 @@ from adapters.opcua.config import (
     SecurityPolicy,
 )
 from adapters.opcua.security import check_client_certificate, first_certificate
+from adapters.tagmap import TagBinding
 from symtwin.commands import certs as certs_cmd
 
 NONE = OpcUaSecurity(SecurityPolicy.NONE, SecurityMode.NONE)
@@ -243,3 +244,21 @@ def test_unparseable_node_id_is_a_dead_letter_not_a_crash() -> None:
     letters = list(ad.dead_letters())
     assert len(letters) == 1 and letters[0].reason.startswith("bad_node_id")
     assert ad.stats.dead_letters_by_reason == {"bad_node_id": 1}
+
+
+async def test_shared_tag_binding_converts_and_refuses_out_of_range() -> None:
+    # degC on the wire → K inside; a plausible range of 250..450 K.
+    binding = TagBinding("t_supply", factor=1.0, offset=273.15, lower=250.0, upper=450.0)
+    tags = (OpcUaTag("t_supply", "ns=2;s=T", DataType.FLOAT, binding=binding),)
+    ad = OpcUaAdapter(OpcUaConfig("opc.tcp://127.0.0.1:1", tags, security=NONE), ListSink())
+    ad._queue = asyncio.Queue(10)
+    ad._sub_id = 1
+    ad._on_publish(_publish(1, [(1, _dv(80.0, ua.VariantType.Float)), (1, _dv(900.0, ua.VariantType.Float))]))
+    assert ad._queue.qsize() == 1
+    assert ad._queue.get_nowait().value == pytest.approx(353.15)
+    assert ad.stats.dead_letters_by_reason == {"out_of_range": 1}
+    assert tags[0].from_si(353.15) == pytest.approx(80.0)
+    with pytest.raises(OpcUaConfigError, match="either as binding or as scale"):
+        OpcUaTag("t_supply", "ns=2;s=T", DataType.FLOAT, binding=binding, scale=2.0)
+    with pytest.raises(OpcUaConfigError, match="binding is for tag"):
+        OpcUaTag("other", "ns=2;s=T", DataType.FLOAT, binding=binding)
