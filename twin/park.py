@@ -494,9 +494,11 @@ class _Builder:
             elif model == "gas_boiler":
                 prm.update(boiler.steam_enthalpies(prm, prm["steam_pressure"], None))
             elif model == "steam_consumer":
-                from twin import steam
+                from twin.if97 import load_plain_kernels
 
-                prm["_h_condensate"] = float(steam.h_pt(2e5, min(prm["condensate_temperature"], 393.0)))
+                if97 = load_plain_kernels()
+
+                prm["_h_condensate"] = float(if97.h_pt(2e5, min(prm["condensate_temperature"], 393.0)))
             elif model == "steam_header":
                 prm["_vent_coefficient"] = 0.0  # set once the producers are known
             u.po = len(self.p)
@@ -603,7 +605,8 @@ class _Builder:
         claimed: set[str] = set()
         for hname in self.of_model("steam_header"):
             h = self.units[hname]
-            comp = self._component(hname, {"steam"})
+            found = self._component(hname, {"steam"})
+            comp = [n for n in self.units if n in found]  # spec order: the generated source is deterministic
             others = [n for n in comp if n != hname and self.model(n) == "steam_header"]
             if others:
                 raise ParkBuildError(f"steam headers {hname!r} and {others[0]!r} are connected directly; "
@@ -652,7 +655,8 @@ class _Builder:
         for dname in self.of_model("heat_demand"):
             d = self.units[dname]
             # Heat exchangers join with their cold side only; their hot side belongs to the surplus stream.
-            comp = self._dh_component(dname)
+            found = self._dh_component(dname)
+            comp = [n for n in self.units if n in found]  # spec order: the generated source is deterministic
             members = {m: self.model(m) for m in comp}
             pipes = [m for m, k in members.items() if k == "dh_pipe"]
             tanks = [m for m, k in members.items() if k == "storage_tank"]
@@ -662,7 +666,7 @@ class _Builder:
                 raise ParkBuildError(
                     f"district-heating network of {dname!r} has {len(demands)} demand nodes, {len(pipes)} pipes and "
                     f"{len(tanks)} tanks; this twin supports one of each per network (split it into networks)")
-            hx_fed = {self._hx_hot_source(h) for h in hxs} - {None}
+            hx_fed = {s for s in (self._hx_hot_source(h) for h in hxs) if s is not None}
             producers = [m for m, k in members.items() if k in _HOT_PRODUCERS and m not in hx_fed
                          and not (k == "gas_boiler" and self.units[m].params["medium"] >= 0.5)]
             claimed.update(comp)

@@ -124,12 +124,15 @@ def steam_enthalpies(
 ) -> dict[str, float]:
     """Derived parameters ``_h_steam``, ``_h_feed`` [J/kg] from IF97: steam at ``pressure`` [Pa] and
     ``temperature`` [K] (saturated vapour if None or not above saturation), feedwater as liquid."""
-    from twin import steam
+    # plain (uncompiled) IF97 kernels: a few calls at build time, no numba cache to load
+    from twin.if97 import load_plain_kernels
 
-    t_sat = float(steam.t_sat(pressure))
+    if97 = load_plain_kernels()
+
+    t_sat = float(if97.t_sat(pressure))
     if temperature is None or temperature <= t_sat + 1e-3:
-        h_steam = float(steam.h_pt(pressure, t_sat + 1e-3))
+        h_steam = float(if97.h_pt(pressure, t_sat + 1e-3))
     else:
-        h_steam = float(steam.h_pt(pressure, temperature))
+        h_steam = float(if97.h_pt(pressure, temperature))
     t_feed = min(float(params["feedwater_temperature"]), t_sat - 1.0)
-    return {"_h_steam": h_steam, "_h_feed": float(steam.h_pt(pressure, t_feed))}
+    return {"_h_steam": h_steam, "_h_feed": float(if97.h_pt(pressure, t_feed))}

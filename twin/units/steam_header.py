@@ -75,9 +75,10 @@ steam_header = jit(_steam_header)
 
 def initial(params: Mapping[str, float], superheat: float = 10.0) -> tuple[float, float]:
     """(M [kg], U [J]) of steam at ``nominal_pressure``, ``superheat`` [K] above saturation."""
-    from twin import steam
+    from twin.if97 import load_plain_kernels
 
+    if97 = load_plain_kernels()
     p = params["nominal_pressure"]
-    t = float(steam.t_sat(p)) + superheat
-    m = float(steam.rho_pt(p, t)) * params["volume"]
-    return m, m * float(steam.u_pt(p, t))
+    t = float(if97.t_sat(p)) + superheat
+    m = float(if97.rho_pt(p, t)) * params["volume"]
+    return m, m * float(if97.u_pt(p, t))
