@@ -25,11 +25,31 @@ class SecurityPolicy(enum.Enum):
     BASIC256SHA256 = "Basic256Sha256"
     AES128_SHA256_RSAOAEP = "Aes128_Sha256_RsaOaep"
 
+    @classmethod
+    def parse(cls, name: str) -> SecurityPolicy:
+        """Accept the URI spelling ("Aes128_Sha256_RsaOaep") and the one without underscores."""
+        key = name.replace("_", "").lower()
+        for member in cls:
+            if member.value.replace("_", "").lower() == key:
+                return member
+        raise OpcUaConfigError(
+            f"unknown security policy {name!r}; use one of {', '.join(m.value for m in cls)}"
+        )
+
 
 class SecurityMode(enum.Enum):
     NONE = "None"
     SIGN = "Sign"
     SIGN_AND_ENCRYPT = "SignAndEncrypt"
+
+    @classmethod
+    def parse(cls, name: str) -> SecurityMode:
+        for member in cls:
+            if member.value.lower() == name.lower():
+                return member
+        raise OpcUaConfigError(
+            f"unknown security mode {name!r}; use one of {', '.join(m.value for m in cls)}"
+        )
 
 
 class DataType(enum.Enum):

@@ -262,3 +262,12 @@ async def test_shared_tag_binding_converts_and_refuses_out_of_range() -> None:
         OpcUaTag("t_supply", "ns=2;s=T", DataType.FLOAT, binding=binding, scale=2.0)
     with pytest.raises(OpcUaConfigError, match="binding is for tag"):
         OpcUaTag("other", "ns=2;s=T", DataType.FLOAT, binding=binding)
+
+
+def test_policy_and_mode_names_from_the_site_config() -> None:
+    assert SecurityPolicy.parse("Aes128Sha256RsaOaep") is SecurityPolicy.AES128_SHA256_RSAOAEP
+    assert SecurityPolicy.parse("Aes128_Sha256_RsaOaep") is SecurityPolicy.AES128_SHA256_RSAOAEP
+    assert SecurityPolicy.parse("Basic256Sha256") is SecurityPolicy.BASIC256SHA256
+    assert SecurityMode.parse("SignAndEncrypt") is SecurityMode.SIGN_AND_ENCRYPT
+    with pytest.raises(OpcUaConfigError, match="unknown security policy"):
+        SecurityPolicy.parse("Basic128Rsa15")
