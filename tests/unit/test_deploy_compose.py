@@ -63,7 +63,7 @@ def test_schema_check_can_fail(compose: dict[str, Any], compose_schema: dict[str
 
 def _published(service: dict[str, Any]) -> list[tuple[str | None, str, str]]:
     """(host address or None for all, host port, container port) of each published port."""
-    out = []
+    out: list[tuple[str | None, str, str]] = []
     for p in service.get("ports", []):
         assert isinstance(p, str), "ports in short syntax, quoted"
         parts = p.split(":")
