@@ -1,0 +1,361 @@
+"""Run a controller's step in a worker process that can be killed when it misses its deadline.
+
+IPOPT checks its time limits only between iterations and its linear solver cannot be interrupted
+(coin-or/Ipopt#811), and a thread cannot be stopped at all: only a separate process gives a hard
+deadline. :class:`DeadlineRunner` keeps one long-lived worker process holding the controller (so the
+MPC keeps its warm start between steps) and one pre-started spare. A step that misses its deadline
+returns ``SolveStatus.TIMEOUT``; the worker is killed (SIGKILL) and the spare takes over at once, so
+the restart cost (interpreter start, imports, building the controller) is paid in the background.
+
+What comes back is checked: an exception, a crashed worker, a non-ControlResult or a result with
+non-finite values becomes ``SolveStatus.ERROR`` with no setpoints; a late answer is never returned.
+
+The controller is built in the worker by ``factory()``; the factory must be picklable (a module-level
+function or class, or ``functools.partial`` of one). Start method "forkserver" (default on Linux) forks
+workers from a clean server process: restarts cost milliseconds plus whatever the factory does,
+and ``preload`` modules (casadi, the MPC module) are imported once in the server. "spawn" starts a
+fresh interpreter per worker (slower, portable).
+
+For asyncio code, :meth:`DeadlineRunner.solve_async` waits in a dedicated thread, so the event loop
+is never blocked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import math
+import multiprocessing as mp
+import signal
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from types import TracebackType
+from typing import Any
+
+from controllers.types import Controller, ControlRequest, ControlResult, SolveStatus
+
+log = logging.getLogger(__name__)
+
+ControllerFactory = Callable[[], Controller]
+
+
+class RunnerClosed(RuntimeError):
+    """solve() called on a closed DeadlineRunner."""
+
+
+def _worker_main(conn: Connection, factory: ControllerFactory) -> None:
+    """Worker process: build the controller, then answer step requests until told to stop."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when workers stop
+    try:
+        controller = factory()
+    except BaseException as exc:
+        conn.send(("failed", 0, f"{type(exc).__name__}: {exc}"))
+        return
+    conn.send(("ready", 0, None))
+    while True:
+        try:
+            msg = conn.recv()
+        except (EOFError, OSError):
+            return  # parent gone
+        if msg is None:
+            return
+        kind, rid, payload = msg
+        if kind == "reset":
+            reset = getattr(controller, "reset_warm_start", None)
+            try:
+                if callable(reset):
+                    reset()
+                else:
+                    controller = factory()
+                conn.send(("reset", rid, None))
+            except BaseException as exc:
+                conn.send(("reset", rid, f"{type(exc).__name__}: {exc}"))
+            continue
+        t0 = time.perf_counter()
+        try:
+            result: Any = controller.step(payload.state, payload.forecasts, payload.now)
+        except Exception as exc:
+            tb = traceback.format_exc(limit=3)
+            result = ControlResult.failure(SolveStatus.ERROR, f"{type(exc).__name__}: {exc}\n{tb}")
+        if not isinstance(result, ControlResult):
+            result = ControlResult.failure(SolveStatus.ERROR, f"step returned {type(result).__name__}")
+        try:
+            conn.send(("result", rid, result))
+        except Exception as exc:  # unpicklable content
+            failure = ControlResult.failure(
+                SolveStatus.ERROR, f"result not sendable: {exc}", time.perf_counter() - t0
+            )
+            conn.send(("result", rid, failure))
+
+
+@dataclass
+class _Worker:
+    proc: BaseProcess
+    conn: Connection
+    started: float
+    ready: bool = False
+    failed: str | None = None
+    ready_s: float = math.nan
+    counted: bool = False  # start time already entered in the stats
+
+    def wait_ready(self, timeout_s: float) -> bool:
+        """True once the worker has built its controller; waits at most ``timeout_s`` [s]."""
+        if self.ready or self.failed is not None:
+            return self.ready
+        try:
+            if not self.conn.poll(max(timeout_s, 0.0)):
+                return False
+            kind, _, detail = self.conn.recv()
+        except (EOFError, OSError) as exc:
+            self.failed = f"worker exited during start: {exc!r}"
+            return False
+        if kind == "ready":
+            self.ready, self.ready_s = True, time.monotonic() - self.started
+        else:
+            self.failed = str(detail)
+        return self.ready
+
+
+@dataclass(frozen=True)
+class RunnerStats:
+    """Counters since the runner started. Restart cost: start of a worker until its controller is built."""
+
+    solves: int
+    timeouts: int
+    errors: int
+    restarts: int
+    last_restart_s: float
+    max_restart_s: float
+
+
+class DeadlineRunner:
+    """A controller in a killable worker process, with a hot spare.
+
+    factory: builds the controller inside the worker (picklable).
+    start_method: "forkserver" or "spawn".
+    preload: modules the forkserver imports once (only before the first forkserver start in this
+        process; the forkserver is shared by the whole process).
+    spare: keep a pre-started spare worker (hides the restart cost after a timeout).
+    """
+
+    def __init__(
+        self,
+        factory: ControllerFactory,
+        *,
+        start_method: str = "forkserver",
+        preload: Sequence[str] = (),
+        spare: bool = True,
+    ) -> None:
+        if start_method not in ("forkserver", "spawn"):
+            raise ValueError(f"start_method must be 'forkserver' or 'spawn', got {start_method!r}")
+        self._factory = factory
+        self._ctx = mp.get_context(start_method)
+        if start_method == "forkserver":
+            self._ctx.set_forkserver_preload(["controllers.deadline", *preload])
+        self._use_spare = spare
+        self._active: _Worker | None = None
+        self._spare: _Worker | None = None
+        self._dead: list[_Worker] = []
+        self._rid = 0
+        self._closed = False
+        self._executor: ThreadPoolExecutor | None = None
+        self._solves = self._timeouts = self._errors = self._restarts = 0
+        self._restart_times: list[float] = []
+
+    # -- lifecycle ------------------------------------------------------------------------------------
+
+    def start(self, timeout_s: float = 60.0) -> None:
+        """Start the worker (and spare) and wait until the active one is ready [s]."""
+        if self._active is None:
+            self._active = self._launch()
+        if self._use_spare and self._spare is None:
+            self._spare = self._launch()
+        if not self._active.wait_ready(timeout_s):
+            raise RuntimeError(f"controller worker not ready: {self._active.failed or 'timed out'}")
+        self._note_ready(self._active)
+
+    def close(self) -> None:
+        """Stop all workers (politely, then by force)."""
+        self._closed = True
+        for w in (self._active, self._spare):
+            if w is None:
+                continue
+            with contextlib.suppress(OSError, ValueError):
+                w.conn.send(None)
+        for w in (self._active, self._spare, *self._dead):
+            if w is None:
+                continue
+            w.proc.join(timeout=1.0)
+            if w.proc.is_alive():
+                w.proc.kill()
+                w.proc.join(timeout=1.0)
+            w.conn.close()
+        self._active = self._spare = None
+        self._dead.clear()
+        if self._executor is not None:
+            self._executor.shutdown(wait=False)
+
+    def __enter__(self) -> DeadlineRunner:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    @property
+    def stats(self) -> RunnerStats:
+        times = self._restart_times
+        return RunnerStats(
+            solves=self._solves,
+            timeouts=self._timeouts,
+            errors=self._errors,
+            restarts=self._restarts,
+            last_restart_s=times[-1] if times else math.nan,
+            max_restart_s=max(times) if times else math.nan,
+        )
+
+    # -- solving --------------------------------------------------------------------------------------
+
+    def solve(self, request: ControlRequest, deadline_s: float) -> ControlResult:
+        """Run one step; return within ``deadline_s`` [s] (plus the few ms a kill takes)."""
+        if self._closed:
+            raise RunnerClosed("solve() on a closed DeadlineRunner")
+        t0 = time.monotonic()
+        end = t0 + deadline_s
+        self._solves += 1
+        worker = self._ready_worker(end)
+        if worker is None:
+            self._timeouts += 1
+            return ControlResult.failure(
+                SolveStatus.TIMEOUT, "no controller worker ready before the deadline", time.monotonic() - t0
+            )
+        self._rid += 1
+        rid = self._rid
+        try:
+            worker.conn.send(("step", rid, request))
+            while True:
+                remaining = end - time.monotonic()
+                if remaining <= 0.0 or not worker.conn.poll(remaining):
+                    self._timeouts += 1
+                    self._replace_active(f"missed its deadline of {deadline_s:.3g} s")
+                    return ControlResult.failure(
+                        SolveStatus.TIMEOUT, f"deadline {deadline_s:.3g} s passed", time.monotonic() - t0
+                    )
+                kind, got, payload = worker.conn.recv()
+                if kind == "result" and got == rid:
+                    break
+        except (EOFError, OSError, BrokenPipeError) as exc:
+            self._errors += 1
+            self._replace_active(f"worker died: {exc!r}")
+            return ControlResult.failure(
+                SolveStatus.ERROR, f"controller worker died: {exc!r}", time.monotonic() - t0
+            )
+        return self._checked(payload, time.monotonic() - t0)
+
+    async def solve_async(self, request: ControlRequest, deadline_s: float) -> ControlResult:
+        """:meth:`solve` without blocking the event loop (waits in a dedicated thread)."""
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="deadline-runner")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self.solve, request, deadline_s)
+
+    def reset_warm_start(self, timeout_s: float = 5.0) -> bool:
+        """Ask the worker's controller to drop its warm start (``reset_warm_start()`` if it has one,
+        else it is rebuilt by the factory). A worker that does not answer in time is replaced."""
+        worker = self._ready_worker(time.monotonic() + timeout_s)
+        if worker is None:
+            return False
+        self._rid += 1
+        try:
+            worker.conn.send(("reset", self._rid, None))
+            if worker.conn.poll(timeout_s):
+                kind, rid, err = worker.conn.recv()
+                if kind == "reset" and rid == self._rid and err is None:
+                    return True
+                log.warning("controller warm-start reset failed: %s", err)
+        except (EOFError, OSError):
+            pass
+        self._replace_active("warm-start reset failed or timed out")
+        return False
+
+    # -- internals ------------------------------------------------------------------------------------
+
+    def _checked(self, result: Any, elapsed: float) -> ControlResult:
+        if not isinstance(result, ControlResult):
+            self._errors += 1
+            return ControlResult.failure(SolveStatus.ERROR, f"worker sent {type(result).__name__}", elapsed)
+        if result.status.usable and not result.usable:
+            self._errors += 1
+            bad = sorted(k for k, v in result.setpoints.items() if not math.isfinite(v))
+            return ControlResult.failure(
+                SolveStatus.ERROR, f"non-finite values in result (setpoints {bad or 'ok'}, or plan)", elapsed
+            )
+        if result.status is SolveStatus.ERROR:
+            self._errors += 1
+        return dataclasses.replace(result, solve_time_s=elapsed)
+
+    def _launch(self) -> _Worker:
+        parent, child = self._ctx.Pipe(duplex=True)
+        process_cls: Any = self._ctx.Process  # type: ignore[attr-defined]  # not in BaseContext's stubs
+        proc = process_cls(target=_worker_main, args=(child, self._factory), daemon=True)
+        started = time.monotonic()
+        proc.start()
+        child.close()
+        return _Worker(proc, parent, started)
+
+    def _note_ready(self, worker: _Worker) -> None:
+        if math.isfinite(worker.ready_s) and not worker.counted:
+            self._restart_times.append(worker.ready_s)
+            worker.counted = True
+
+    def _ready_worker(self, end: float) -> _Worker | None:
+        """The active worker once ready (waiting until ``end`` at most), replacing failed ones."""
+        self._reap()
+        if self._active is None:
+            self._active = self._spare or self._launch()
+            self._spare = None
+        if self._use_spare and self._spare is None:
+            self._spare = self._launch()
+        worker = self._active
+        if not worker.wait_ready(end - time.monotonic()):
+            if worker.failed is not None:
+                log.error("controller worker failed to start: %s", worker.failed)
+                self._retire(worker)
+                self._active = None
+            return None
+        self._note_ready(worker)
+        return worker
+
+    def _replace_active(self, why: str) -> None:
+        worker = self._active
+        if worker is not None:
+            log.warning("killing controller worker pid %s: %s", worker.proc.pid, why)
+            worker.proc.kill()
+            self._retire(worker)
+        self._restarts += 1
+        self._active, self._spare = self._spare, None
+        if self._use_spare:
+            self._spare = self._launch()
+
+    def _retire(self, worker: _Worker) -> None:
+        worker.proc.join(timeout=0.0)
+        self._dead.append(worker)
+
+    def _reap(self) -> None:
+        still: list[_Worker] = []
+        for w in self._dead:
+            w.proc.join(timeout=0.0)
+            if w.proc.is_alive() or w.proc.exitcode is None:
+                still.append(w)
+            else:
+                w.conn.close()
+        self._dead = still
