@@ -87,8 +87,13 @@ class _Client:
 class _Hub:
     """Latest snapshot → per-party frames → SSE clients; one pump task per app."""
 
-    def __init__(self, source: SnapshotSource, views: Mapping[str, PartyView], history: HistoryReader | None,
-                 metrics: Metrics) -> None:
+    def __init__(
+        self,
+        source: SnapshotSource,
+        views: Mapping[str, PartyView],
+        history: HistoryReader | None,
+        metrics: Metrics,
+    ) -> None:
         self.source = source
         self.views = views
         self.history = history
@@ -103,12 +108,14 @@ class _Hub:
         snap = self.snapshot
         if snap is None:
             snap = self.snapshot = self.source.snapshot()
-            for v in self.views.values():
-                v.update(snap)
+            if self.seeded:
+                for v in self.views.values():
+                    v.update(snap)
         return snap
 
     async def seed(self) -> None:
-        snap = self.current()
+        """Aggregates from history first: a live sample fed earlier would make older ones count as late."""
+        snap = self.source.snapshot()
         if self.history is not None:
             history = self.history
             for v in self.views.values():
@@ -118,10 +125,12 @@ class _Hub:
                     except Exception:  # history is an aid here; the live stream fills aggregates anyway
                         log.exception("live view: seeding aggregates of %s from history failed", v.party)
         self.seeded = True
+        self.snapshot = None
+        self.current()
 
     def step(self) -> None:
         snap = self.source.snapshot()
-        if snap is self.snapshot:
+        if snap is self.snapshot or not self.seeded:
             return
         self.snapshot = snap
         for party, view in self.views.items():
@@ -161,6 +170,7 @@ class _Hub:
 
 
 _APP_KEY_HUB = web.AppKey("hub", _Hub)
+_SESSION = web.RequestKey("session", Session)
 _APP_KEY_STATE = web.AppKey("state", dict)
 
 
@@ -199,8 +209,9 @@ def create_app(
     tag_specs = dict(getattr(site, "tags", {}) or {})
 
     @web.middleware
-    async def guard(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-                    ) -> web.StreamResponse:
+    async def guard(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
         path = request.path
         if request.method == "POST":
             origin = request.headers.get("Origin")
@@ -214,7 +225,7 @@ def create_app(
                 token = request.headers.get("X-CSRF-Token", "")
                 if not hmac.compare_digest(token.encode(), session.csrf.encode()):
                     return _error(403, "missing or wrong CSRF token")
-            request["session"] = session
+            request[_SESSION] = session
         try:
             resp = await handler(request)
         except _HTTPError as exc:
@@ -249,7 +260,9 @@ def create_app(
             return _error(400, "give user and password")
         wait = limiter.retry_after(name)
         if wait > 0:
-            return _error(429, "too many failed logins; try again later", {"Retry-After": str(math.ceil(wait))})
+            return _error(
+                429, "too many failed logins; try again later", {"Retry-After": str(math.ceil(wait))}
+            )
         user = await asyncio.to_thread(verify_user, cfg.users, name, password)
         if user is None:
             limiter.failed(name)
@@ -262,12 +275,19 @@ def create_app(
         s = sessions.create(user)
         log.info("live view: %s (%s, %s) logged in from %s", user.name, user.party, user.role, request.remote)
         resp = web.json_response({"ok": True, "user": user.name, "party": user.party, "role": user.role})
-        resp.set_cookie(COOKIE, s.id, httponly=True, samesite="Strict", secure=request.secure, path="/",
-                        max_age=int(cfg.session_ttl_s))
+        resp.set_cookie(
+            COOKIE,
+            s.id,
+            httponly=True,
+            samesite="Strict",
+            secure=request.secure,
+            path="/",
+            max_age=int(cfg.session_ttl_s),
+        )
         return resp
 
     async def logout(request: web.Request) -> web.StreamResponse:
-        sessions.delete(request["session"].id)
+        sessions.delete(request[_SESSION].id)
         resp = web.json_response({"ok": True})
         resp.del_cookie(COOKIE, path="/")
         return resp
@@ -275,13 +295,21 @@ def create_app(
     # ----------------------------------------------------------------- read API
 
     def _view(request: web.Request) -> tuple[Session, PartyView, Snapshot]:
-        s: Session = request["session"]
+        s: Session = request[_SESSION]
         return s, views[s.user.party], hub.current()
 
     async def api_session(request: web.Request) -> web.StreamResponse:
-        s: Session = request["session"]
-        return web.json_response({"user": s.user.name, "party": s.user.party, "role": s.user.role,
-                                  "csrf": s.csrf, "expires": s.expires, "site": info.name})
+        s: Session = request[_SESSION]
+        return web.json_response(
+            {
+                "user": s.user.name,
+                "party": s.user.party,
+                "role": s.user.role,
+                "csrf": s.csrf,
+                "expires": s.expires,
+                "site": info.name,
+            }
+        )
 
     async def api_meta(request: web.Request) -> web.StreamResponse:
         _, view, snap = _view(request)
@@ -320,8 +348,13 @@ def create_app(
 
     async def api_events(request: web.Request) -> web.StreamResponse:
         s, view, snap = _view(request)
-        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store",
-                                           "X-Accel-Buffering": "no"})
+        resp = web.StreamResponse(
+            headers={
+                "Content-Type": "text/event-stream",
+                "Cache-Control": "no-store",
+                "X-Accel-Buffering": "no",
+            }
+        )
         await resp.prepare(request)
         client = _Client(s)
         app[_APP_KEY_STATE]["sse"].add(resp)
@@ -349,7 +382,9 @@ def create_app(
                 if view.meta_version != meta_sent:
                     meta = json.dumps(view.meta(hub.current()), separators=(",", ":"))
                     meta_sent = view.meta_version
-                    await asyncio.wait_for(resp.write(f"event: meta\ndata: {meta}\n\n".encode()), WRITE_TIMEOUT_S)
+                    await asyncio.wait_for(
+                        resp.write(f"event: meta\ndata: {meta}\n\n".encode()), WRITE_TIMEOUT_S
+                    )
                 await asyncio.wait_for(resp.write(data), WRITE_TIMEOUT_S)
         except (ConnectionResetError, TimeoutError, asyncio.CancelledError):
             pass
@@ -360,7 +395,7 @@ def create_app(
     # ----------------------------------------------------------------- controls
 
     def _operator(request: web.Request) -> User:
-        user: User = request["session"].user
+        user: User = request[_SESSION].user
         if not user.is_operator:
             raise _HTTPError(403, "viewers cannot change anything")
         return user
@@ -371,8 +406,11 @@ def create_app(
         mode, reason = body.get("mode"), _reason(body)
         if mode not in MODES:
             return _error(400, f"mode must be one of {', '.join(MODES)}")
-        return _obey(lambda: control.set_mode(str(mode), user.name, reason),
-                     f"{user.name} ({user.party}) set mode {mode}", {"mode": mode})
+        return _obey(
+            lambda: control.set_mode(str(mode), user.name, reason),
+            f"{user.name} ({user.party}) set mode {mode}",
+            {"mode": mode},
+        )
 
     def _own_setpoint(user: User, body: Mapping[str, Any]) -> str:
         tag = body.get("tag")
@@ -382,7 +420,9 @@ def create_app(
         if str(spec.direction) != "setpoint":
             raise _HTTPError(400, f"{tag} is a measurement, not a setpoint")
         if spec.owner != user.party:
-            raise _HTTPError(403, f"{tag} belongs to {spec.owner}; only its owner's operators may override it")
+            raise _HTTPError(
+                403, f"{tag} belongs to {spec.owner}; only its owner's operators may override it"
+            )
         return tag
 
     async def api_override(request: web.Request) -> web.StreamResponse:
@@ -396,17 +436,24 @@ def create_app(
         value_si = spec.to_si(float(value))
         if spec.bounds_si is not None and not (spec.bounds_si[0] <= value_si <= spec.bounds_si[1]):
             lo, hi = (spec.from_si(b) for b in spec.bounds_si)
-            return _error(400, f"{value:g} {spec.eng_unit} is outside the bounds [{lo:g}, {hi:g}] {spec.eng_unit}")
-        return _obey(lambda: control.override(tag, value_si, user.name, _reason(body)),
-                     f"{user.name} ({user.party}) override {tag} = {value:g} {spec.eng_unit}",
-                     {"tag": tag, "value": value})
+            return _error(
+                400, f"{value:g} {spec.eng_unit} is outside the bounds [{lo:g}, {hi:g}] {spec.eng_unit}"
+            )
+        return _obey(
+            lambda: control.override(tag, value_si, user.name, _reason(body)),
+            f"{user.name} ({user.party}) override {tag} = {value:g} {spec.eng_unit}",
+            {"tag": tag, "value": value},
+        )
 
     async def api_release(request: web.Request) -> web.StreamResponse:
         user = _operator(request)
         body = await _json(request)
         tag = _own_setpoint(user, body)
-        return _obey(lambda: control.release(tag, user.name, _reason(body)),
-                     f"{user.name} ({user.party}) release {tag}", {"tag": tag})
+        return _obey(
+            lambda: control.release(tag, user.name, _reason(body)),
+            f"{user.name} ({user.party}) release {tag}",
+            {"tag": tag},
+        )
 
     def _obey(action: Callable[[], None], what: str, echo: dict[str, Any]) -> web.StreamResponse:
         try:
@@ -423,8 +470,12 @@ def create_app(
     async def metrics_route(request: web.Request) -> web.StreamResponse:
         metrics.set("web_sessions", "live-view sessions", len(sessions))
         metrics.set("web_clients", "live-view event streams", sum(len(c) for c in hub.clients.values()))
-        return web.Response(text=metrics.render(), content_type="text/plain", charset="utf-8",
-                            headers={"X-Prometheus-Format": "0.0.4"})
+        return web.Response(
+            text=metrics.render(),
+            content_type="text/plain",
+            charset="utf-8",
+            headers={"X-Prometheus-Format": "0.0.4"},
+        )
 
     async def favicon(request: web.Request) -> web.StreamResponse:
         return web.Response(status=204)

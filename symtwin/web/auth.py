@@ -118,7 +118,9 @@ class Session:
 class SessionStore:
     """Server-side sessions with an absolute lifetime [s]; ids and CSRF tokens are 256-bit random."""
 
-    def __init__(self, ttl_s: float, clock: Callable[[], float] = time.time, max_sessions: int = 10_000) -> None:
+    def __init__(
+        self, ttl_s: float, clock: Callable[[], float] = time.time, max_sessions: int = 10_000
+    ) -> None:
         self.ttl_s = ttl_s
         self._clock = clock
         self._max = max_sessions
@@ -164,7 +166,9 @@ class LoginLimiter:
     the oldest failure leaves the window (a lock-out that ends by itself, so no one can lock a user out
     for longer than the window)."""
 
-    def __init__(self, max_failures: int = 5, window_s: float = 300.0, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, max_failures: int = 5, window_s: float = 300.0, clock: Callable[[], float] = time.time
+    ) -> None:
         self.max_failures = max_failures
         self.window_s = window_s
         self._clock = clock

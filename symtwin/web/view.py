@@ -24,8 +24,14 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from adapters.base import Quality, Sample
-from symtwin.governance.policy import AGG_STATS, ResolutionKind, SharingPolicy, StreamFilter, split_output_name
-from symtwin.runtime.state import Snapshot, TagStatus
+from symtwin.governance.policy import (
+    AGG_STATS,
+    ResolutionKind,
+    SharingPolicy,
+    StreamFilter,
+    split_output_name,
+)
+from symtwin.runtime.state import Alarm, Snapshot, TagStatus
 from symtwin.units import UNITS
 
 __all__ = ["ExchangeInfo", "HistoryReader", "PartyView", "SiteInfo", "UnitInfo", "to_eng"]
@@ -111,11 +117,15 @@ class PartyView:
         self.grants = policy.grants(party)
         self.raw = frozenset(t for t, r in self.grants.items() if r.kind is ResolutionKind.RAW)
         self.agg_interval = {
-            t: float(r.interval_s) for t, r in self.grants.items() if r.kind is ResolutionKind.AGGREGATED and r.interval_s
+            t: float(r.interval_s)
+            for t, r in self.grants.items()
+            if r.kind is ResolutionKind.AGGREGATED and r.interval_s
         }
         self._filter = StreamFilter.from_grants((), self.agg_interval)
         self._last_fed: dict[str, float] = {}
-        self.aggregates: dict[str, tuple[float, float, float, float]] = {}  # tag -> (end, mean, min, max) [SI]
+        self.aggregates: dict[
+            str, tuple[float, float, float, float]
+        ] = {}  # tag -> (end, mean, min, max) [SI]
         self.own_units = frozenset(u.id for u in site.units if u.owner == party)
         self._meta: dict[str, Any] | None = None
         self._meta_key: tuple[str, ...] = ()
@@ -123,6 +133,7 @@ class PartyView:
         self._frame_for: Snapshot | None = None
         self._frame: dict[str, Any] = {}
         self._frame_bytes: bytes = b""
+        self._alarm_ok: dict[tuple[str, str, tuple[str, ...]], bool] = {}
 
     # ----------------------------------------------------------------- aggregates
 
@@ -224,7 +235,11 @@ class PartyView:
                 est = None if tv.estimate is None else (tv.estimate - o) / f
                 std = None if tv.estimate_std is None else tv.estimate_std / abs(f)
                 ovr = None if tv.override is None else (tv.override - o) / f
-                value = tv.value_eng if tv.value_eng is not None else (None if tv.value is None else (tv.value - o) / f)
+                value = (
+                    tv.value_eng
+                    if tv.value_eng is not None
+                    else (None if tv.value is None else (tv.value - o) / f)
+                )
                 tags[tid] = [_num(value), _num(est), _num(std, 3), str(tv.status), _num(ovr), tv.timestamp]
             elif tid in self.agg_interval:
                 a = self.aggregates.get(tid)
@@ -241,13 +256,15 @@ class PartyView:
                     _num(fl.mass_kg_s * 3.6, 4) if shared and fl.mass_kg_s is not None else None,
                 ]
             )
-        states = {u: {k: _num(v) for k, v in s.items()} for u, s in snap.unit_states.items() if u in self.own_units}
+        states = {
+            u: {k: _num(v) for k, v in s.items()} for u, s in snap.unit_states.items() if u in self.own_units
+        }
         plans: dict[str, Any] = {}
         for tid, pv in snap.plans.items():
-            tv = snap.tags.get(tid)
-            if tid not in raw or tv is None:
+            ptv = snap.tags.get(tid)
+            if tid not in raw or ptv is None:
                 continue
-            f, o = _conv(tv.eng_unit)
+            f, o = _conv(ptv.eng_unit)
             plans[tid] = {
                 "times": list(pv.times),
                 "planned": [_num((v - o) / f) for v in pv.planned],
@@ -255,9 +272,15 @@ class PartyView:
                 "actual": [_num((v - o) / f) for v in pv.actual],
             }
         alarms = [
-            {"key": a.key, "severity": a.severity, "message": a.message, "since": a.since, "tags": list(a.tags)}
+            {
+                "key": a.key,
+                "severity": a.severity,
+                "message": a.message,
+                "since": a.since,
+                "tags": list(a.tags),
+            }
             for a in snap.alarms
-            if all(t in raw for t in a.tags)
+            if self._alarm_visible(a, snap)
         ]
         self._frame = {
             "t": snap.time,
@@ -278,6 +301,19 @@ class PartyView:
         self._frame_for = snap
         self._frame_bytes = b""
         return self._frame
+
+    def _alarm_visible(self, alarm: Alarm, snap: Snapshot) -> bool:
+        """Shown only if every tag it names (in ``tags``, its key or its message) is raw for this party."""
+        key = (alarm.key, alarm.message, alarm.tags)
+        ok = self._alarm_ok.get(key)
+        if ok is None:
+            ok = all(t in self.raw for t in alarm.tags) and not any(
+                t in alarm.key or t in alarm.message for t in snap.tags if t not in self.raw
+            )
+            if len(self._alarm_ok) > 10_000:
+                self._alarm_ok.clear()
+            self._alarm_ok[key] = ok
+        return ok
 
     def frame_event(self, snap: Snapshot) -> bytes:
         """The frame as one server-sent event (serialised once per snapshot, shared by all clients)."""

@@ -46,7 +46,10 @@ def browser_context(tmp_path: Path) -> Iterator[object]:
     profile = tmp_path / "chromium-profile"
     with playwright_sync.sync_playwright() as p:
         ctx = p.chromium.launch_persistent_context(
-            str(profile), executable_path=CHROMIUM, headless=True, args=OFFLINE_FLAGS,
+            str(profile),
+            executable_path=CHROMIUM,
+            headless=True,
+            args=OFFLINE_FLAGS,
             viewport={"width": 1400, "height": 1000},
         )
         try:

@@ -35,8 +35,14 @@ from symtwin.web.view import SiteInfo
 ROOT = Path(__file__).resolve().parents[2]
 
 # typical engineering values (centre, swing) per engineering unit, for tags without bounds
-_TYPICAL = {"MW": (5.0, 1.0), "degC": (75.0, 4.0), "bar": (10.0, 0.3), "kg/s": (20.0, 2.0), "t/h": (150.0, 10.0),
-            "%": (60.0, 10.0)}
+_TYPICAL = {
+    "MW": (5.0, 1.0),
+    "degC": (75.0, 4.0),
+    "bar": (10.0, 0.3),
+    "kg/s": (20.0, 2.0),
+    "t/h": (150.0, 10.0),
+    "%": (60.0, 10.0),
+}
 
 
 def _si(value_eng: float, eng_unit: str) -> float:
@@ -68,13 +74,37 @@ def demo_tags(site: LoadedSite, extra: int = 0, extra_owner: str | None = None) 
             centre, swing = (lo + hi) / 2, (hi - lo) / 6
         else:
             centre, swing = _TYPICAL.get(t.eng_unit, (1.0, 0.1))
-        out.append(DemoTag(t.id, t.owner, t.unit, t.quantity, str(t.direction), t.si_unit, t.eng_unit, centre,
-                           swing, rng.uniform(0, 2 * math.pi)))
+        out.append(
+            DemoTag(
+                t.id,
+                t.owner,
+                t.unit,
+                t.quantity,
+                str(t.direction),
+                t.si_unit,
+                t.eng_unit,
+                centre,
+                swing,
+                rng.uniform(0, 2 * math.pi),
+            )
+        )
     owner = extra_owner or site.config.parties[0].id
     units = [u.id for u in site.config.units if u.owner == owner] or [site.config.units[0].id]
     for i in range(extra):
-        out.append(DemoTag(f"{owner}.synthetic.t{i:04d}", owner, units[i % len(units)], "temperature",
-                           "measurement", "K", "degC", 60.0 + (i % 30), 2.0, rng.uniform(0, 2 * math.pi)))
+        out.append(
+            DemoTag(
+                f"{owner}.synthetic.t{i:04d}",
+                owner,
+                units[i % len(units)],
+                "temperature",
+                "measurement",
+                "K",
+                "degC",
+                60.0 + (i % 30),
+                2.0,
+                rng.uniform(0, 2 * math.pi),
+            )
+        )
     return out
 
 
@@ -88,12 +118,20 @@ def demo_policy(site: LoadedSite, tags: list[DemoTag]) -> SharingPolicy:
         from symtwin.governance.policy import Resolution
 
         res = r.resolution
-        resolution = (Resolution.raw() if res == "raw" else Resolution.none() if res == "none"
-                      else Resolution.aggregated(parse_quantity(res.aggregated, "s")))  # type: ignore[union-attr]
+        resolution = (
+            Resolution.raw()
+            if res == "raw"
+            else Resolution.none()
+            if res == "none"
+            else Resolution.aggregated(parse_quantity(res.aggregated, "s"))
+        )  # type: ignore[union-attr]
         rules.append(SharingRule(r.group, r.recipient, resolution))
-    return build_policy([Party(p.id, p.name) for p in cfg.parties],
-                        [TagInfo(t.id, t.owner, t.quantity, t.si_unit) for t in tags],
-                        [TagGroup(g.id, tuple(g.tags)) for g in cfg.sharing.groups], rules)
+    return build_policy(
+        [Party(p.id, p.name) for p in cfg.parties],
+        [TagInfo(t.id, t.owner, t.quantity, t.si_unit) for t in tags],
+        [TagGroup(g.id, tuple(g.tags)) for g in cfg.sharing.groups],
+        rules,
+    )
 
 
 @dataclass
@@ -124,8 +162,14 @@ class DemoControl:
 class DemoSource:
     """Snapshots that move with wall time (a new one every ``period_s``), written to history too."""
 
-    def __init__(self, site: LoadedSite, tags: list[DemoTag], control: DemoControl,
-                 history: LocalHistory | None = None, period_s: float = 0.5) -> None:
+    def __init__(
+        self,
+        site: LoadedSite,
+        tags: list[DemoTag],
+        control: DemoControl,
+        history: LocalHistory | None = None,
+        period_s: float = 0.5,
+    ) -> None:
         self.site = site
         self.tags = tags
         self.control = control
@@ -146,9 +190,13 @@ class DemoSource:
             return
         now = time.time()
         samples = [
-            Sample(tag.id, ts, _si(tag.centre + tag.swing * math.sin(2 * math.pi * ts / 3600.0 + tag.phase),
-                                   tag.eng_unit))
-            for tag in self.tags if tag.id in self.site.tags
+            Sample(
+                tag.id,
+                ts,
+                _si(tag.centre + tag.swing * math.sin(2 * math.pi * ts / 3600.0 + tag.phase), tag.eng_unit),
+            )
+            for tag in self.tags
+            if tag.id in self.site.tags
             for ts in (now - hours * 3600 + k * step_s for k in range(int(hours * 3600 / step_s)))
         ]
         self.history.write(samples)
@@ -181,9 +229,22 @@ class DemoSource:
             d = UNITS.get(tag.eng_unit)
             f = 1.0 if d is None else d.factor
             est = v_si + 0.02 * tag.swing * f * math.sin(now / 7.0 + i)
-            views[tag.id] = TagView(tag.id, tag.owner, tag.unit, tag.quantity, tag.direction, tag.si_unit,
-                                    tag.eng_unit, v_si, v_eng, now, status, est, 0.05 * abs(tag.swing * f) + 1e-9,
-                                    ovr)
+            views[tag.id] = TagView(
+                tag.id,
+                tag.owner,
+                tag.unit,
+                tag.quantity,
+                tag.direction,
+                tag.si_unit,
+                tag.eng_unit,
+                v_si,
+                v_eng,
+                now,
+                status,
+                est,
+                0.05 * abs(tag.swing * f) + 1e-9,
+                ovr,
+            )
             if tag.id in self.site.tags and status is TagStatus.OK:
                 samples.append(Sample(tag.id, now, v_si))
         if self.history is not None and samples:
@@ -194,13 +255,16 @@ class DemoSource:
             if ex.medium == "steam":
                 heat_w *= 10.0
             mass = heat_w / 2.1e6 if ex.medium == "steam" else heat_w / (4186.0 * 30.0)
-            flows.append(Flow(ex.id, ex.supplier, ex.receiver, ex.source_unit, ex.target_unit, ex.medium, heat_w,
-                              mass))
+            flows.append(
+                Flow(ex.id, ex.supplier, ex.receiver, ex.source_unit, ex.target_unit, ex.medium, heat_w, mass)
+            )
         states: dict[str, dict[str, float]] = {}
         for u in self.site.config.units:
             if u.model == "storage_tank":
-                states[u.id] = {f"layer_{n:02d}_t_k": 273.15 + 85.0 - 4.0 * n + 1.5 * math.sin(now / 10.0 + n)
-                                for n in range(1, 11)}
+                states[u.id] = {
+                    f"layer_{n:02d}_t_k": 273.15 + 85.0 - 4.0 * n + 1.5 * math.sin(now / 10.0 + n)
+                    for n in range(1, 11)
+                }
             elif u.model == "heat_exchanger":
                 states[u.id] = {"fouling_m2k_w": 1e-4 * (1.0 + (now - self.t0) / 3600.0)}
         plans = {}
@@ -210,17 +274,37 @@ class DemoSource:
                 continue
             t_start = math.floor(now / step) * step
             times = tuple(t_start + k * step for k in range(48))
-            planned = tuple(_si(tag.centre + tag.swing * math.sin(2 * math.pi * k / 48 + tag.phase), tag.eng_unit)
-                            for k in range(48))
+            planned = tuple(
+                _si(tag.centre + tag.swing * math.sin(2 * math.pi * k / 48 + tag.phase), tag.eng_unit)
+                for k in range(48)
+            )
             past = tuple(t_start - k * step for k in range(12, 0, -1))
-            actual = tuple(_si(tag.centre + tag.swing * math.sin(2 * math.pi * (-k) / 48 + tag.phase) * 1.1,
-                               tag.eng_unit) for k in range(12, 0, -1))
+            actual = tuple(
+                _si(
+                    tag.centre + tag.swing * math.sin(2 * math.pi * (-k) / 48 + tag.phase) * 1.1, tag.eng_unit
+                )
+                for k in range(12, 0, -1)
+            )
             plans[tag.id] = PlanView(tag.id, times, planned, past, actual)
         stale = [t for t, v in views.items() if v.status is TagStatus.STALE]
         alarms = tuple(Alarm(f"stale:{t}", "warning", f"{t}: no fresh value", now - 5.0, (t,)) for t in stale)
         alarms += (Alarm("dead_letters", "warning", "3 inputs dead-lettered (out of bounds)", self.t0),)
-        return Snapshot(now, mode, views, tuple(flows), states, plans, "optimal", 0.12 + 0.05 * math.sin(now),
-                        now - (now % 15.0), "none", alarms, 3, self._cycle, wall_time=now)
+        return Snapshot(
+            now,
+            mode,
+            views,
+            tuple(flows),
+            states,
+            plans,
+            "optimal",
+            0.12 + 0.05 * math.sin(now),
+            now - (now % 15.0),
+            "none",
+            alarms,
+            3,
+            self._cycle,
+            wall_time=now,
+        )
 
 
 @dataclass
@@ -233,8 +317,11 @@ class DemoUser:
 
 def demo_users(site: LoadedSite) -> list[DemoUser]:
     """An operator and a viewer per party (test-only passwords)."""
-    return [DemoUser(f"{p.id}_{role[:2]}", p.id, role, f"pw-{p.id}-{role}")
-            for p in site.config.parties for role in ("operator", "viewer")]
+    return [
+        DemoUser(f"{p.id}_{role[:2]}", p.id, role, f"pw-{p.id}-{role}")
+        for p in site.config.parties
+        for role in ("operator", "viewer")
+    ]
 
 
 @dataclass
@@ -247,16 +334,25 @@ class LiveViewBackend:
 
 
 @contextmanager
-def serve_demo(config: str | Path = ROOT / "configs" / "demo.yaml", *, workdir: Path, extra_tags: int = 0,
-               extra_owner: str | None = None, session_ttl_s: float = 3600.0, period_s: float = 0.5,
-               hash_n: int = 2**12) -> Iterator[LiveViewBackend]:
+def serve_demo(
+    config: str | Path = ROOT / "configs" / "demo.yaml",
+    *,
+    workdir: Path,
+    extra_tags: int = 0,
+    extra_owner: str | None = None,
+    session_ttl_s: float = 3600.0,
+    period_s: float = 0.5,
+    hash_n: int = 2**12,
+) -> Iterator[LiveViewBackend]:
     """Run the live view on a free loopback port against a :class:`DemoSource`."""
     site = load_site(config)
     tags = demo_tags(site, extra_tags, extra_owner)
     policy = demo_policy(site, tags)
     users = demo_users(site)
-    web_cfg = WebConfig({u.name: User(u.name, u.party, u.role, hash_password(u.password, n=hash_n)) for u in users},
-                        session_ttl_s)
+    web_cfg = WebConfig(
+        {u.name: User(u.name, u.party, u.role, hash_password(u.password, n=hash_n)) for u in users},
+        session_ttl_s,
+    )
     history = LocalHistory(HistoryParams(workdir / "history.sqlite", flush_interval_s=0.1))
     control = DemoControl()
     source = DemoSource(site, tags, control, history, period_s)
@@ -283,7 +379,9 @@ def serve_demo(config: str | Path = ROOT / "configs" / "demo.yaml", *, workdir: 
     if not ready.wait(30):
         raise RuntimeError("the live view did not start")
     try:
-        yield LiveViewBackend(f"http://127.0.0.1:{box['port']}", site, {u.name: u for u in users}, control, source)
+        yield LiveViewBackend(
+            f"http://127.0.0.1:{box['port']}", site, {u.name: u for u in users}, control, source
+        )
     finally:
         runner = box["runner"]
         asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(15)  # type: ignore[attr-defined]
