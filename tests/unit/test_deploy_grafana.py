@@ -122,7 +122,7 @@ def flux_problems(query: str, variables: set[str], tag_ids: set[str]) -> list[st
     elif (m := re.fullmatch(r"\$\{(\w+)\}", bucket.group(1))) and m.group(1) not in variables:
         problems.append(f"bucket variable {m.group(1)} is not defined")
     measurements = set()
-    for col, quoted, op, value in _COMPARE.findall(query):
+    for col, quoted, _op, value in _COMPARE.findall(query):
         key = col or quoted
         literal = value[1:-1]
         if key == "_measurement":
