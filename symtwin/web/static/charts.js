@@ -1,7 +1,7 @@
 // Time-series charts drawn as SVG: trends (raw line or aggregated mean with min-max band) and plan vs actual.
 import { el, clear, fmt, hhmm } from "./svg.js";
 
-const M = { l: 46, r: 10, t: 10, b: 22 };
+const M = { l: 46, r: 10, t: 18, b: 22 };
 
 function frame(svg) {
   const w = svg.clientWidth || 480;
@@ -29,10 +29,11 @@ function axes(svg, s, w, h, unit) {
     const t = el("text", { x: M.l - 4, y: s.y(v) + 3, "text-anchor": "end" }, svg);
     t.textContent = fmt(v, 2);
     const tt = s.t0 + ((s.t1 - s.t0) * i) / 4;
-    const xl = el("text", { x: s.x(tt), y: h - 6, "text-anchor": "middle" }, svg);
+    const anchor = i === 0 ? "start" : i === 4 ? "end" : "middle";
+    const xl = el("text", { x: s.x(tt), y: h - 6, "text-anchor": anchor }, svg);
     xl.textContent = hhmm(tt);
   }
-  const u = el("text", { x: 4, y: M.t + 2 }, svg);
+  const u = el("text", { x: 4, y: 11 }, svg);
   u.textContent = unit || "";
 }
 
