@@ -3,8 +3,8 @@
 - Flux (InfluxDB) queries: every ``r.<column>`` and every ``_measurement``/``_field``/tag filter is checked
   against the historian's schema, taken from the historian code itself (a line encoded by
   ``adapters.influx.lineproto.SampleEncoder``), and tag ids against the reference site config.
-- PromQL (controller health, from /metrics): every ``symtwin_*`` name must be one the runtime registers;
-  the names are found in ``symtwin/runtime`` (calls to ``Metrics.inc/set/observe``) and rendered by the
+- PromQL (controller health, from /metrics): every ``symtwin_*`` name must be one the service registers;
+  the names are found in ``symtwin/runtime`` and ``symtwin/web`` (calls to ``Metrics.inc/set/observe``) and rendered by the
   real ``Metrics`` class, so counter ``_total`` and histogram suffixes come from the code.
 """
 
@@ -47,7 +47,8 @@ def historian_schema() -> dict[str, tuple[set[str], set[str]]]:
 def runtime_metric_names() -> set[str]:
     """Every series name the runtime exposes on /metrics (registered via Metrics.inc/set/observe)."""
     calls: set[tuple[str, str]] = set()
-    for path in (REPO / "symtwin" / "runtime").glob("*.py"):
+    sources = [*(REPO / "symtwin" / "runtime").glob("*.py"), *(REPO / "symtwin" / "web").glob("*.py")]
+    for path in sources:
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
                 continue
