@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import datetime
 import json
 import logging
 import math
@@ -247,6 +248,9 @@ class OpcUaAdapter:
             raise
         except _NETWORK_ERRORS as exc:
             self._mark_down(exc)
+        except BaseException:
+            await self.stop()
+            raise
         self._watchdog_task = asyncio.create_task(self._watchdog(), name=f"opcua-watchdog-{self.cfg.name}")
 
     async def stop(self) -> None:
@@ -296,9 +300,18 @@ class OpcUaAdapter:
     async def read(self, tags: Sequence[str] | None = None) -> list[Sample]:
         """Read current values (chunked by MaxNodesPerRead). Unknown/refused tags are skipped."""
         client = self._require_client()
-        wanted = [self._index[t] for t in tags] if tags is not None else list(range(len(self._tags)))
+        if tags is None:
+            wanted = list(range(len(self._tags)))
+        else:
+            unknown = [t for t in tags if t not in self._index]
+            if unknown:
+                log.warning("OPC UA %s: read of unknown tags %s skipped", self.cfg.name, unknown)
+            wanted = [self._index[t] for t in tags if t in self._index]
         wanted = [i for i in wanted if i not in self._refused and self._node_ids[i] is not None]
-        values = await self._read_values(client, wanted)
+        try:
+            values = await self._read_values(client, wanted)
+        except _NETWORK_ERRORS as exc:
+            raise ConnectionLost(f"OPC UA {self.cfg.name}: read failed: {exc!r}") from exc
         out: list[Sample] = []
         for i, dv in zip(wanted, values, strict=True):
             sample = self._sample_from(i, dv)
@@ -734,7 +747,7 @@ class OpcUaAdapter:
         tag = self._tags[i]
         self._last_seen[i] = time.monotonic()
         ts_dt = dv.SourceTimestamp or dv.ServerTimestamp
-        ts = ts_dt.timestamp() if ts_dt is not None else self._clock()
+        ts = _epoch_s(ts_dt) if ts_dt is not None else self._clock()
         quality = quality_of(dv.StatusCode)
         raw = dv.Value.Value if dv.Value is not None else None
         if raw is None:
@@ -931,6 +944,13 @@ class OpcUaAdapter:
             sample = self._sample_from(i, dv)
             if sample is not None:
                 self._enqueue(sample)
+
+
+def _epoch_s(t: datetime.datetime) -> float:
+    """OPC UA DateTime is UTC; a naive datetime must not be read as local time."""
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=datetime.UTC)
+    return t.timestamp()
 
 
 def _good(dv: ua.DataValue) -> bool:
