@@ -50,7 +50,7 @@ else
 fi
 
 mqtt_password=""
-passwords_env="$here/mosquitto/generated/mqtt-passwords.env"
+passwords_env=${MQTT_PASSWORDS_ENV:-$here/mosquitto/generated/mqtt-passwords.env}
 if [ -n "${SYMTWIN_PARTY:-}" ]; then
     var="SYMTWIN_MQTT_PASSWORD_$(printf '%s' "$SYMTWIN_PARTY" | tr -c 'A-Za-z0-9\n' '_' | tr 'a-z' 'A-Z')"
     if [ -r "$passwords_env" ]; then
