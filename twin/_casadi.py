@@ -76,7 +76,9 @@ def park_rhs_sx(park: Park, header_margin: float = 0.6) -> tuple[Any, Any, Any, 
         m0, u0 = park.x0[h.xo], park.x0[h.xo + 1]
         rho0 = m0 / h.params["volume"]
         spec = u0 / m0
-        pf, tf = steam_table((rho0 * (1 - header_margin), rho0 * (1 + header_margin)), (spec - 2.0e5, spec + 2.5e5))
+        pf, tf = steam_table(
+            (rho0 * (1 - header_margin), rho0 * (1 + header_margin)), (spec - 2.0e5, spec + 2.5e5)
+        )
     else:
         pf = tf = None
     ns = casadi_ops(pf, tf)

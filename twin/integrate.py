@@ -21,6 +21,7 @@ IV.6 (SDIRK) and IV.8 (Newton with frozen Jacobian).
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -39,7 +40,9 @@ class IntegrationError(RuntimeError):
     """The integrator could not complete a step (Newton failed even with tiny steps)."""
 
 
-def probe_pattern(park: Park, seed: int = 1) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64], int]:
+def probe_pattern(
+    park: Park, seed: int = 1
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64], int]:
     """Jacobian sparsity (CSC indptr, indices) by finite differences at a few states and inputs, plus a
     greedy column coloring so that columns of one color share no row."""
     n = park.n_states
@@ -53,8 +56,11 @@ def probe_pattern(park: Park, seed: int = 1) -> tuple[npt.NDArray[np.int64], npt
             u_plus[i], u_minus[i] = 1e3, -1e3
         if nm.endswith(("load_setpoint", "demand", "available", "use_setpoint")):
             u_plus[i], u_minus[i] = 0.8, 0.6
-    points = [(park.x0, park.u_default), (park.x0 * (1 + 1e-3 * rng.standard_normal(n)), u_plus),
-              (park.x0 * (1 + 1e-3 * rng.standard_normal(n)), u_minus)]
+    points = [
+        (park.x0, park.u_default),
+        (park.x0 * (1 + 1e-3 * rng.standard_normal(n)), u_plus),
+        (park.x0 * (1 + 1e-3 * rng.standard_normal(n)), u_minus),
+    ]
     for x, u in points:
         f0 = park.rhs(0.0, x, u)
         for j in range(n):
@@ -71,10 +77,10 @@ def probe_pattern(park: Park, seed: int = 1) -> tuple[npt.NDArray[np.int64], npt
     csr = csc.tocsr()
     color = -np.ones(n, dtype=np.int64)
     for j in range(n):
-        rows = indices[indptr[j]:indptr[j + 1]]
+        rows = indices[indptr[j] : indptr[j + 1]]
         used = set()
         for r in rows:
-            for c in csr.indices[csr.indptr[r]:csr.indptr[r + 1]]:
+            for c in csr.indices[csr.indptr[r] : csr.indptr[r + 1]]:
                 if color[c] >= 0:
                     used.add(int(color[c]))
         k = 0
@@ -138,13 +144,22 @@ class Sdirk2:
             up = lu.U.tocsc()
             low.sort_indices()
             up.sort_indices()
-            fac = (low.indptr.astype(np.int64), low.indices.astype(np.int64), low.data.copy(),
-                   up.indptr.astype(np.int64), up.indices.astype(np.int64), up.data.copy(),
-                   lu.perm_r.astype(np.int64), lu.perm_c.astype(np.int64))
+            fac = (
+                low.indptr.astype(np.int64),
+                low.indices.astype(np.int64),
+                low.data.copy(),
+                up.indptr.astype(np.int64),
+                up.indices.astype(np.int64),
+                up.data.copy(),
+                lu.perm_r.astype(np.int64),
+                lu.perm_c.astype(np.int64),
+            )
             self._lu[key] = fac
         return fac
 
-    def _interval(self, x: Array, a: float, z: float, ua: Array, ub: Array, h_max: float, depth: int = 0) -> None:
+    def _interval(
+        self, x: Array, a: float, z: float, ua: Array, ub: Array, h_max: float, depth: int = 0
+    ) -> None:
         """Advance x in place over [a, z] (no input breakpoint inside) with inputs linear from ua to ub."""
         n = max(1, math.ceil((z - a) / h_max - 1e-9))
         h = (z - a) / n
@@ -154,8 +169,23 @@ class Sdirk2:
             if self._jac is None:
                 self._refresh_jacobian(t, x, ua + (ub - ua) * ((t - a) / (z - a)))
             fac = self._factor(h * GAMMA)
-            status, k = self._advance(x, t, h, n - done, a, z, ua, ub, self.p, *fac, GAMMA, self.acc,
-                                      self.rtol, self.atol, self.max_newton)
+            status, k = self._advance(
+                x,
+                t,
+                h,
+                n - done,
+                a,
+                z,
+                ua,
+                ub,
+                self.p,
+                *fac,
+                GAMMA,
+                self.acc,
+                self.rtol,
+                self.atol,
+                self.max_newton,
+            )
             done += k
             self.steps += k
             if k > 0:
@@ -174,29 +204,50 @@ class Sdirk2:
                 done += 1
                 self.steps -= 0
 
-    def advance(self, x: Array, t0: float, t1: float, u_of: Callable[..., Array], h_max: float,
-                breaks: Sequence[float] | Array) -> Array:
+    def advance(
+        self,
+        x: Array,
+        t0: float,
+        t1: float,
+        u_of: Callable[..., Array],
+        h_max: float,
+        breaks: Sequence[float] | Array,
+    ) -> Array:
         """State at ``t1`` from ``x`` at ``t0``; steps of at most ``h_max`` [s] that end on ``breaks``.
         ``u_of(t, left=False)`` gives the inputs; ``left=True`` the left limit (before a jump)."""
         x = np.array(x, dtype=float)
         bs = [float(b) for b in breaks if t0 < b < t1] if len(breaks) else []
         edges = [t0, *bs, t1]
-        for a, z in zip(edges[:-1], edges[1:], strict=True):
+        for a, z in itertools.pairwise(edges):
             if z - a > 1e-9:
-                self._interval(x, a, z, np.asarray(u_of(a), dtype=float), np.asarray(u_of(z, left=True), dtype=float),
-                               h_max)
+                self._interval(
+                    x,
+                    a,
+                    z,
+                    np.asarray(u_of(a), dtype=float),
+                    np.asarray(u_of(z, left=True), dtype=float),
+                    h_max,
+                )
         return x
 
 
-def reference_simulate(park: Park, t_end: float, u_of: Callable[[float], Array], dt_out: float, x0: Array,
-                       breaks: Sequence[float] | Array = (), rtol: float = 1e-9, atol: float = 1e-9,
-                       rhs: Callable[[float, Array, Array], Array] | None = None) -> Array:
+def reference_simulate(
+    park: Park,
+    t_end: float,
+    u_of: Callable[..., Array],
+    dt_out: float,
+    x0: Array,
+    breaks: Sequence[float] | Array = (),
+    rtol: float = 1e-9,
+    atol: float = 1e-9,
+    rhs: Callable[[float, Array, Array], Array] | None = None,
+) -> Array:
     """States at ``0, dt_out, ..., t_end`` by scipy's Radau (tight tolerances, sparse Jacobian),
     restarted at every output time and input breakpoint. The accuracy yardstick for ``Sdirk2``."""
     from scipy.integrate import solve_ivp
 
     f = rhs or (lambda t, x, u: park.rhs(t, x, u))
-    n_out = int(math.floor(t_end / dt_out + 1e-9)) + 1
+    n_out = math.floor(t_end / dt_out + 1e-9) + 1
     ts = dt_out * np.arange(n_out)
     edges = np.unique(np.concatenate([ts, np.asarray(breaks, dtype=float)]))
     edges = edges[(edges >= 0) & (edges <= ts[-1])]
@@ -204,9 +255,20 @@ def reference_simulate(park: Park, t_end: float, u_of: Callable[[float], Array],
     out[0] = x0
     x = np.asarray(x0, dtype=float).copy()
     k = 1
-    for a, z in zip(edges[:-1], edges[1:], strict=True):
-        sol = solve_ivp(lambda t, y: f(t, y, u_of(t)), (a, z), x, method="Radau", rtol=rtol, atol=atol,
-                        jac=lambda t, y: park.jacobian_sparse(t, y, u_of(t)))
+    for a, z in itertools.pairwise(edges):
+        # inputs inside [a, z]; at z itself the limit from the left (a step profile jumps there)
+        def u_in(t: float, z: float = z) -> Array:
+            return u_of(t, left=True) if t >= z else u_of(t)
+
+        sol = solve_ivp(
+            lambda t, y: f(t, y, u_in(t)),
+            (a, z),
+            x,
+            method="Radau",
+            rtol=rtol,
+            atol=atol,
+            jac=lambda t, y: park.jacobian_sparse(t, y, u_in(t)),
+        )
         if not sol.success:
             raise IntegrationError(f"reference Radau failed on [{a}, {z}]: {sol.message}")
         x = sol.y[:, -1]

@@ -46,7 +46,7 @@ from twin.units import (
     storage_tank,
     surplus_heat,
 )
-from twin.units._ops import CP_WATER, T_REF
+from twin.units._ops import T_REF
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +120,11 @@ class SimResult:
 
     def column(self, name: str) -> Array:
         """One named state, output or input over time."""
-        for names, data in ((self.output_names, self.y), (self.state_names, self.x), (self.input_names, self.u)):
+        for names, data in (
+            (self.output_names, self.y),
+            (self.state_names, self.x),
+            (self.input_names, self.u),
+        ):
             if name in names:
                 return data[:, names.index(name)]
         raise KeyError(name)
@@ -156,7 +160,9 @@ class Park:
         self.n_outputs = len(self.output_signals)
         self.n_inputs = len(self.input_signals)
         self._module = _codegen.build_module(spec.name, self.n_states, self.n_outputs, body)
-        self._pattern: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64], int] | None = None
+        self._pattern: (
+            tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64], int] | None
+        ) = None
 
     # ----------------------------------------------------------------------------------- construction
     @classmethod
@@ -197,7 +203,9 @@ class Park:
         dx = np.empty(self.n_states)
         y = np.empty(self.n_outputs)
         b = np.empty(4)
-        self._module.rhs(float(t), np.asarray(x, dtype=float), np.asarray(u, dtype=float), self._p(p), dx, y, b)
+        self._module.rhs(
+            float(t), np.asarray(x, dtype=float), np.asarray(u, dtype=float), self._p(p), dx, y, b
+        )
         return dx
 
     def outputs(self, x: npt.ArrayLike, u: npt.ArrayLike, p: npt.ArrayLike | None = None) -> Array:
@@ -232,7 +240,9 @@ class Park:
             self._pattern = probe_pattern(self)
         return self._pattern
 
-    def jacobian_sparse(self, t: float, x: npt.ArrayLike, u: npt.ArrayLike, p: npt.ArrayLike | None = None) -> Any:
+    def jacobian_sparse(
+        self, t: float, x: npt.ArrayLike, u: npt.ArrayLike, p: npt.ArrayLike | None = None
+    ) -> Any:
         """df/dx as a scipy CSC matrix (colored finite differences over the compiled rhs)."""
         import scipy.sparse as sp
 
@@ -245,7 +255,9 @@ class Park:
         self._module.jac(float(t), xa, ua, pa, f0, color, ncolor, indptr, indices, data)
         return sp.csc_matrix((data, indices, indptr), shape=(self.n_states, self.n_states))
 
-    def jacobian(self, x: npt.ArrayLike, u: npt.ArrayLike, p: npt.ArrayLike | None = None, t: float = 0.0) -> Array:
+    def jacobian(
+        self, x: npt.ArrayLike, u: npt.ArrayLike, p: npt.ArrayLike | None = None, t: float = 0.0
+    ) -> Array:
         """df/dx as a dense array (for estimators)."""
         return np.asarray(self.jacobian_sparse(t, x, u, p).toarray())
 
@@ -289,7 +301,7 @@ class Park:
 
         sched = inputs if isinstance(inputs, InputSchedule) else self.input_schedule(inputs)
         x = self.x0.copy() if x0 is None else np.array(x0, dtype=float)
-        n_out = int(math.floor((t_end - t0) / dt_out + 1e-9)) + 1
+        n_out = math.floor((t_end - t0) / dt_out + 1e-9) + 1
         ts = t0 + dt_out * np.arange(n_out)
         edges = np.unique(np.concatenate([ts, sched.breakpoints(t0, ts[-1])]))
         u_right = sched.table(edges)
@@ -312,10 +324,22 @@ class Park:
                 k += 1
         e_err = abs(self.stored_energy(x) - e0 - solver.energy_in) / max(solver.energy_gross, 1e-30)
         m_err = abs(self.stored_mass(x) - m0 - solver.mass_in) / max(solver.mass_gross, 1e-30)
-        return SimResult(ts, xs, ys, us, self.state_names, self.output_names, self.input_names, e_err, m_err,
-                         solver.steps)
+        return SimResult(
+            np.asarray(ts, dtype=float),
+            xs,
+            ys,
+            us,
+            self.state_names,
+            self.output_names,
+            self.input_names,
+            e_err,
+            m_err,
+            solver.steps,
+        )
 
-    def settle(self, u: npt.ArrayLike | None = None, duration: float = 6 * 3600.0, x0: npt.ArrayLike | None = None) -> Array:
+    def settle(
+        self, u: npt.ArrayLike | None = None, duration: float = 6 * 3600.0, x0: npt.ArrayLike | None = None
+    ) -> Array:
         """State after ``duration`` [s] with inputs ``u`` held (default: the defaults): a consistent start."""
         ua = self.u_default if u is None else np.asarray(u, dtype=float)
         return self.step(self.x0 if x0 is None else x0, ua, duration, h_max=60.0)
@@ -329,7 +353,16 @@ class Park:
             solver = Sdirk2(self)
             self._step_solver = solver
         ua = np.asarray(u, dtype=float)
-        return solver.advance(np.asarray(x, dtype=float), 0.0, float(dt), lambda _t, left=False: ua, h_max, ())
+        return solver.advance(
+            np.asarray(x, dtype=float), 0.0, float(dt), lambda _t, left=False: ua, h_max, ()
+        )
+
+
+def _at(prof: Profile, left: bool = False) -> Callable[[float], float]:
+    def value(t: float) -> float:
+        return float(prof.at(t - 1e-6 * max(1.0, abs(t)) if left else t))
+
+    return value
 
 
 class InputSchedule:
@@ -348,20 +381,15 @@ class InputSchedule:
         self._var.pop(i, None)
         self._left.pop(i, None)
         self._profiles.pop(i, None)
+        if isinstance(value, tuple):
+            value = Profile(name, np.asarray(value[0], dtype=float), np.asarray(value[1], dtype=float))
         if isinstance(value, Profile):
             prof = value
             self._profiles[i] = prof
-            self._var[i] = lambda t, prof=prof: float(prof.at(t))
+            self._var[i] = _at(prof)
             if prof.interpolation == "step":
-                self._left[i] = lambda t, prof=prof: float(prof.at(t - 1e-6 * max(1.0, abs(t))))
+                self._left[i] = _at(prof, left=True)
             self._breaks.append(np.asarray(prof.times, dtype=float))
-        elif isinstance(value, tuple):
-            times = np.asarray(value[0], dtype=float)
-            vals = np.asarray(value[1], dtype=float)
-            arr = Profile(name, times, vals)
-            self._var[i] = lambda t, prof=arr: float(prof.at(t))
-            self._profiles[i] = arr
-            self._breaks.append(times)
         elif callable(value):
             self._var[i] = value
         else:
@@ -383,7 +411,11 @@ class InputSchedule:
         for i, f in self._var.items():
             prof = self._profiles.get(i)
             if prof is not None:
-                tt = times - 1e-6 * np.maximum(1.0, np.abs(times)) if left and prof.interpolation == "step" else times
+                tt = (
+                    times - 1e-6 * np.maximum(1.0, np.abs(times))
+                    if left and prof.interpolation == "step"
+                    else times
+                )
                 out[:, i] = prof.at(tt)
             else:
                 out[:, i] = [f(float(t)) for t in times]
@@ -405,7 +437,9 @@ class _Builder:
         for us in spec.units:
             model = UNIT_MODELS.get(us.model)
             if model is None or us.model not in _PARAMS:
-                raise ParkBuildError(f"unit {us.name!r}: unknown model {us.model!r}; known: {', '.join(_PARAMS)}")
+                raise ParkBuildError(
+                    f"unit {us.name!r}: unknown model {us.model!r}; known: {', '.join(_PARAMS)}"
+                )
             params = {p.name: float(p.default) for p in model.params if p.default is not None}
             params.update({k: float(v) for k, v in us.params.items()})
             missing = [p.name for p in model.params if p.name not in params]
@@ -432,8 +466,9 @@ class _Builder:
     def of_model(self, *models: str) -> list[str]:
         return [n for n, u in self.units.items() if u.spec.model in models]
 
-    def add_state(self, unit: str, qty: str, unit_of: str, x0: float, ew: float = 0.0, eo: float = 0.0,
-                  mw: float = 0.0) -> None:
+    def add_state(
+        self, unit: str, qty: str, unit_of: str, x0: float, ew: float = 0.0, eo: float = 0.0, mw: float = 0.0
+    ) -> None:
         self.states.append(Signal(f"{unit}.{qty}", unit_of))
         self.x0.append(x0)
         self.e_weight.append(ew)
@@ -471,16 +506,28 @@ class _Builder:
         for c in self.spec.connections:
             for end in (c.source, c.target):
                 if end not in self.units:
-                    raise ParkBuildError(f"connection {c.source}.{c.source_port} -> {c.target}.{c.target_port}: "
-                                         f"unknown unit {end!r}")
+                    raise ParkBuildError(
+                        f"connection {c.source}.{c.source_port} -> {c.target}.{c.target_port}: "
+                        f"unknown unit {end!r}"
+                    )
         self._layout()
         self._producers()
         self._steam_networks()
         self._dh_networks()
         self._balance_check()
-        extra = dict(states=self.states, inputs=self.inputs, outputs=self.outputs, param_names=self.param_names,
-                     p=self.p, x0=self.x0, u0=self.u0, profiles=self.profiles, e_weight=self.e_weight,
-                     e_offset=self.e_offset, m_weight=self.m_weight)
+        extra = dict(
+            states=self.states,
+            inputs=self.inputs,
+            outputs=self.outputs,
+            param_names=self.param_names,
+            p=self.p,
+            x0=self.x0,
+            u0=self.u0,
+            profiles=self.profiles,
+            e_weight=self.e_weight,
+            e_offset=self.e_offset,
+            m_weight=self.m_weight,
+        )
         units = list(self.units.values())
         return Park(self.spec, units, self.body, extra)
 
@@ -538,7 +585,9 @@ class _Builder:
             ew = storage_tank.energy_weights(prm)
             n = int(prm["nodes"])
             for i in range(n):
-                t = prm["max_temperature"] + (prm["min_temperature"] - prm["max_temperature"]) * i / max(n - 1, 1)
+                t = prm["max_temperature"] + (prm["min_temperature"] - prm["max_temperature"]) * i / max(
+                    n - 1, 1
+                )
                 self.add_state(name, f"layer_temperature[{i}]", "K", t, ew[i], T_REF)
         elif model == "dh_pipe":
             ew = dh_pipe.energy_weights(prm)
@@ -572,18 +621,26 @@ class _Builder:
                 lsp = self.add_input(name, "load_setpoint", 0.5)
                 split = 0.0 if prm["heat_capacity"] <= 0 else 0.2
                 ssp = self.add_input(name, "heat_split_setpoint", split)
-                b.append(f"ms_{u.xo}, hs_{u.xo}, q_{u.xo} = boiler.chp(x, {u.xo}, p, {u.po}, {lsp}, {ssp}, dx, y, {u.yo})")
+                b.append(
+                    f"ms_{u.xo}, hs_{u.xo}, q_{u.xo} = boiler.chp(x, {u.xo}, p, {u.po}, {lsp}, {ssp}, dx, y, {u.yo})"
+                )
             elif model == "gas_boiler":
                 lsp = self.add_input(name, "load_setpoint", 0.5)
-                b.append(f"ms_{u.xo}, hs_{u.xo}, q_{u.xo} = boiler.gas(x, {u.xo}, p, {u.po}, {lsp}, dx, y, {u.yo})")
+                b.append(
+                    f"ms_{u.xo}, hs_{u.xo}, q_{u.xo} = boiler.gas(x, {u.xo}, p, {u.po}, {lsp}, dx, y, {u.yo})"
+                )
             elif model == "heat_pump":
                 lsp = self.add_input(name, "load_setpoint", 0.5)
                 tsrc = self.add_input(name, "source_temperature", prm["source_temperature"])
-                b.append(f"q_{u.xo} = heat_pump.heat_pump(x, {u.xo}, p, {u.po}, {lsp}, {tsrc}, dx, y, {u.yo})")
+                b.append(
+                    f"q_{u.xo} = heat_pump.heat_pump(x, {u.xo}, p, {u.po}, {lsp}, {tsrc}, dx, y, {u.yo})"
+                )
             else:
                 avail = self.add_input(name, "available", 1.0)
                 use = self.add_input(name, "use_setpoint", 1.0)
-                b.append(f"qs_{u.po}, mss_{u.po} = surplus_heat.surplus_heat(p, {u.po}, {avail}, {use}, y, {u.yo})")
+                b.append(
+                    f"qs_{u.po}, mss_{u.po} = surplus_heat.surplus_heat(p, {u.po}, {avail}, {use}, y, {u.yo})"
+                )
 
     # -- steam -------------------------------------------------------------------------------------------
     def _component(self, start: str, media: set[str]) -> set[str]:
@@ -609,13 +666,23 @@ class _Builder:
             comp = [n for n in self.units if n in found]  # spec order: the generated source is deterministic
             others = [n for n in comp if n != hname and self.model(n) == "steam_header"]
             if others:
-                raise ParkBuildError(f"steam headers {hname!r} and {others[0]!r} are connected directly; "
-                                     "one steam network has one header")
-            producers = [n for n in comp if self.model(n) == "chp_boiler"
-                         or (self.model(n) == "gas_boiler" and self.units[n].params["medium"] >= 0.5)]
+                raise ParkBuildError(
+                    f"steam headers {hname!r} and {others[0]!r} are connected directly; "
+                    "one steam network has one header"
+                )
+            producers = [
+                n
+                for n in comp
+                if self.model(n) == "chp_boiler"
+                or (self.model(n) == "gas_boiler" and self.units[n].params["medium"] >= 0.5)
+            ]
             consumers = [n for n in comp if self.model(n) == "steam_consumer"]
             claimed.update(consumers)
-            cap = sum(self.units[n].params.get("steam_capacity", 0.0) for n in producers if self.model(n) == "chp_boiler")
+            cap = sum(
+                self.units[n].params.get("steam_capacity", 0.0)
+                for n in producers
+                if self.model(n) == "chp_boiler"
+            )
             for n in producers:
                 if self.model(n) == "gas_boiler":
                     prm = self.units[n].params
@@ -634,19 +701,28 @@ class _Builder:
             for cn in consumers:
                 c = self.units[cn]
                 dem = self.add_input(cn, "demand", 0.5)
-                b.append(f"mout_{h.xo} += steam_consumer.steam_consumer(p, {c.po}, {dem}, pr_{h.xo}, hh_{h.xo}, "
-                         f"{pnom}, y, {c.yo})")
-            b.append(f"vent_{h.xo} = steam_header.steam_header(x, {h.xo}, p, {h.po}, pr_{h.xo}, tp_{h.xo}, hh_{h.xo}, "
-                     f"min_{h.xo}, hin_{h.xo}, mout_{h.xo}, dx, y, {h.yo})")
+                b.append(
+                    f"mout_{h.xo} += steam_consumer.steam_consumer(p, {c.po}, {dem}, pr_{h.xo}, hh_{h.xo}, "
+                    f"{pnom}, y, {c.yo})"
+                )
+            b.append(
+                f"vent_{h.xo} = steam_header.steam_header(x, {h.xo}, p, {h.po}, pr_{h.xo}, tp_{h.xo}, hh_{h.xo}, "
+                f"min_{h.xo}, hin_{h.xo}, mout_{h.xo}, dx, y, {h.yo})"
+            )
             b.append(f"hl_{h.xo} = p[{h.po + 4}] * (tp_{h.xo} - p[{h.po + 5}])")
             b.append(f"e_net += hin_{h.xo} - (mout_{h.xo} + vent_{h.xo}) * hh_{h.xo} - hl_{h.xo}")
-            b.append(f"e_gross += abs(hin_{h.xo}) + abs((mout_{h.xo} + vent_{h.xo}) * hh_{h.xo}) + abs(hl_{h.xo})")
+            b.append(
+                f"e_gross += abs(hin_{h.xo}) + abs((mout_{h.xo} + vent_{h.xo}) * hh_{h.xo}) + abs(hl_{h.xo})"
+            )
             b.append(f"m_net += min_{h.xo} - mout_{h.xo} - vent_{h.xo}")
             b.append(f"m_gross += abs(min_{h.xo}) + abs(mout_{h.xo}) + abs(vent_{h.xo})")
         for cn in self.of_model("steam_consumer"):
             if cn not in claimed:
-                raise ParkBuildError(f"steam consumer {cn!r} is not connected to a steam header; "
-                                     "connect <header>.steam_out -> " f"{cn}.steam_in")
+                raise ParkBuildError(
+                    f"steam consumer {cn!r} is not connected to a steam header; "
+                    "connect <header>.steam_out -> "
+                    f"{cn}.steam_in"
+                )
 
     # -- district heating ---------------------------------------------------------------------------------
     def _dh_networks(self) -> None:
@@ -665,10 +741,16 @@ class _Builder:
             if len(demands) > 1 or len(pipes) > 1 or len(tanks) > 1:
                 raise ParkBuildError(
                     f"district-heating network of {dname!r} has {len(demands)} demand nodes, {len(pipes)} pipes and "
-                    f"{len(tanks)} tanks; this twin supports one of each per network (split it into networks)")
+                    f"{len(tanks)} tanks; this twin supports one of each per network (split it into networks)"
+                )
             hx_fed = {s for s in (self._hx_hot_source(h) for h in hxs) if s is not None}
-            producers = [m for m, k in members.items() if k in _HOT_PRODUCERS and m not in hx_fed
-                         and not (k == "gas_boiler" and self.units[m].params["medium"] >= 0.5)]
+            producers = [
+                m
+                for m, k in members.items()
+                if k in _HOT_PRODUCERS
+                and m not in hx_fed
+                and not (k == "gas_boiler" and self.units[m].params["medium"] >= 0.5)
+            ]
             claimed.update(comp)
             tag = d.po
             b.append(f"# district-heating network of {dname}")
@@ -697,27 +779,35 @@ class _Builder:
                 self._hx_call(hname, f"tc_{tag}", f"mp_{tag}")
             qp = " + ".join(self._dh_heat(m) for m in producers) or "0.0"
             b.append(f"qp_{tag} = {qp}")
-            b.append(f"tsup_{tag} = (mp_{tag} * tc_{tag} + qp_{tag} / CP + md_{tag} * ttop_{tag}) / (mp_{tag} + md_{tag})")
+            b.append(
+                f"tsup_{tag} = (mp_{tag} * tc_{tag} + qp_{tag} / CP + md_{tag} * ttop_{tag}) / (mp_{tag} + md_{tag})"
+            )
             b.append(f"e_net += qp_{tag}")
             b.append(f"e_gross += abs(qp_{tag})")
             if tanks:
                 tu = self.units[tanks[0]]
-                b.append(f"qt_{tag}, gt_{tag} = storage_tank.storage_tank(x, {tu.xo}, p, {tu.po}, mc_{tag}, tsup_{tag}, "
-                         f"md_{tag}, tr_{tag}, {tamb}, dx, y, {tu.yo})")
+                b.append(
+                    f"qt_{tag}, gt_{tag} = storage_tank.storage_tank(x, {tu.xo}, p, {tu.po}, mc_{tag}, tsup_{tag}, "
+                    f"md_{tag}, tr_{tag}, {tamb}, dx, y, {tu.yo})"
+                )
                 b.append(f"e_net += gt_{tag}")
                 b.append(f"e_gross += abs(gt_{tag})")
             if pipes:
                 pu = self.units[pipes[0]]
                 tg = self.add_input(pipes[0], "ground_temperature", pu.params["ground_temperature"])
-                b.append(f"tout_{tag}, lp_{tag} = dh_pipe.dh_pipe(x, {pu.xo}, p, {pu.po}, tsup_{tag}, mdh_{tag}, {tg}, "
-                         f"dx, y, {pu.yo})")
+                b.append(
+                    f"tout_{tag}, lp_{tag} = dh_pipe.dh_pipe(x, {pu.xo}, p, {pu.po}, tsup_{tag}, mdh_{tag}, {tg}, "
+                    f"dx, y, {pu.yo})"
+                )
                 b.append(f"e_net -= lp_{tag}")
                 b.append(f"e_gross += abs(lp_{tag})")
             else:
                 b.append(f"tout_{tag} = tsup_{tag}")
             b.append(f"heat_demand.heat_demand(qd_{tag}, mdh_{tag}, tout_{tag}, tr_{tag}, y, {d.yo})")
             b.append(f"e_net += mdh_{tag} * CP * (tr_{tag} - tout_{tag})")
-            b.append(f"e_gross += abs(mdh_{tag} * CP * (tr_{tag} - TREF)) + abs(mdh_{tag} * CP * (tout_{tag} - TREF))")
+            b.append(
+                f"e_gross += abs(mdh_{tag} * CP * (tr_{tag} - TREF)) + abs(mdh_{tag} * CP * (tout_{tag} - TREF))"
+            )
         # Exchangers whose cold side is in no network run on their own inputs.
         for hname in self.of_model("heat_exchanger"):
             if hname in claimed:
@@ -730,8 +820,10 @@ class _Builder:
             self._hx_call(hname, f"tc_{tag}", mci, standalone=True)
         for name in self.of_model("dh_pipe", "storage_tank"):
             if name not in claimed:
-                raise ParkBuildError(f"{self.model(name)} {name!r} is in no district-heating network; connect it on the "
-                                     "way from the heat sources to a heat_demand unit")
+                raise ParkBuildError(
+                    f"{self.model(name)} {name!r} is in no district-heating network; connect it on the "
+                    "way from the heat sources to a heat_demand unit"
+                )
 
     def _dh_component(self, dname: str) -> set[str]:
         """Units of the hot-water network around demand node ``dname``; heat exchangers take part through
@@ -743,8 +835,10 @@ class _Builder:
             for c in self.spec.connections:
                 if c.medium not in ("hot_water", "waste_heat"):
                     continue
-                for a, ap, z, zp in ((c.source, c.source_port, c.target, c.target_port),
-                                     (c.target, c.target_port, c.source, c.source_port)):
+                for a, ap, z, zp in (
+                    (c.source, c.source_port, c.target, c.target_port),
+                    (c.target, c.target_port, c.source, c.source_port),
+                ):
                     if a != cur or z in seen:
                         continue
                     if self.model(a) == "heat_exchanger" and ap in ("hot_in", "hot_out"):
@@ -780,10 +874,13 @@ class _Builder:
         b.append(f"mhi_{tag} = ops.fmax({mhi}, 0.0)")
         b.append(f"mci_{tag} = ops.fmax({m_cold}, 0.0)")
         b.append(f"tci_{tag} = {t_cold}")
-        b.append(f"{t_cold}, qx_{tag} = heat_exchanger.heat_exchanger(x, {hu.xo}, p, {hu.po}, thi_{tag}, mhi_{tag}, "
-                 f"tci_{tag}, mci_{tag}, dx, y, {hu.yo})" if not standalone else
-                 f"tco_{tag}, qx_{tag} = heat_exchanger.heat_exchanger(x, {hu.xo}, p, {hu.po}, thi_{tag}, mhi_{tag}, "
-                 f"tci_{tag}, mci_{tag}, dx, y, {hu.yo})")
+        b.append(
+            f"{t_cold}, qx_{tag} = heat_exchanger.heat_exchanger(x, {hu.xo}, p, {hu.po}, thi_{tag}, mhi_{tag}, "
+            f"tci_{tag}, mci_{tag}, dx, y, {hu.yo})"
+            if not standalone
+            else f"tco_{tag}, qx_{tag} = heat_exchanger.heat_exchanger(x, {hu.xo}, p, {hu.po}, thi_{tag}, mhi_{tag}, "
+            f"tci_{tag}, mci_{tag}, dx, y, {hu.yo})"
+        )
         ho = f"y[{hu.yo}]"
         b.append(f"e_net += mhi_{tag} * CP * (thi_{tag} - {ho})")
         b.append(f"e_gross += mhi_{tag} * CP * (abs(thi_{tag} - TREF) + abs({ho} - TREF))")

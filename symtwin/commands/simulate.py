@@ -22,14 +22,26 @@ log = logging.getLogger(__name__)
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_argument(parser)
-    parser.add_argument("--duration", default="24h", help="simulated time, e.g. 24h, 90 min, 3600 (s); default 24h")
+    parser.add_argument(
+        "--duration", default="24h", help="simulated time, e.g. 24h, 90 min, 3600 (s); default 24h"
+    )
     parser.add_argument("--dt-out", default="60s", help="output interval, e.g. 60s, 5 min; default 60s")
-    parser.add_argument("--start", default="0s", help="time into the profiles to start at, e.g. 40d; default 0")
+    parser.add_argument(
+        "--start", default="0s", help="time into the profiles to start at, e.g. 40d; default 0"
+    )
     parser.add_argument("--out", required=True, help="output file: .csv or .parquet")
-    parser.add_argument("--set", action="append", default=[], metavar="INPUT=VALUE",
-                        help="hold an input constant (SI units), e.g. --set chp.load_setpoint=0.7; repeatable")
-    parser.add_argument("--settle", default="0s",
-                        help="first run this long with the start inputs held, for a consistent initial state")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="INPUT=VALUE",
+        help="hold an input constant (SI units), e.g. --set chp.load_setpoint=0.7; repeatable",
+    )
+    parser.add_argument(
+        "--settle",
+        default="0s",
+        help="first run this long with the start inputs held, for a consistent initial state",
+    )
     parser.add_argument("--max-step", default="30s", help="largest integrator step; default 30s")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -48,9 +60,11 @@ class _Progress:
             return
         self.last = now
         width = 40
-        filled = int(round(width * fraction))
-        sys.stderr.write(f"\rsimulating [{'#' * filled}{'.' * (width - filled)}] {100 * fraction:5.1f}% "
-                         f"{now - self.start:6.1f} s")
+        filled = round(width * fraction)
+        sys.stderr.write(
+            f"\rsimulating [{'#' * filled}{'.' * (width - filled)}] {100 * fraction:5.1f}% "
+            f"{now - self.start:6.1f} s"
+        )
         if fraction >= 1.0:
             sys.stderr.write("\n")
         sys.stderr.flush()
@@ -62,7 +76,9 @@ def _write(path: Path, header: list[str], rows: Any) -> None:
             import pyarrow as pa
             import pyarrow.parquet as pq
         except ImportError:
-            raise SystemExit("writing .parquet needs pyarrow (pip install pyarrow); or use a .csv file") from None
+            raise SystemExit(
+                "writing .parquet needs pyarrow (pip install pyarrow); or use a .csv file"
+            ) from None
         table = pa.table({name: rows[:, j] for j, name in enumerate(header)})
         pq.write_table(table, path)
         return
@@ -106,8 +122,10 @@ def run(args: argparse.Namespace) -> int:
     for item in args.set:
         name, sep, value = item.partition("=")
         if not sep or name not in park.input_names:
-            print(f"--set {item!r}: expected INPUT=VALUE with INPUT one of: {', '.join(park.input_names)}",
-                  file=sys.stderr)
+            print(
+                f"--set {item!r}: expected INPUT=VALUE with INPUT one of: {', '.join(park.input_names)}",
+                file=sys.stderr,
+            )
             return 2
         try:
             overrides[name] = float(value)
@@ -116,11 +134,19 @@ def run(args: argparse.Namespace) -> int:
             return 2
     sched = park.input_schedule(overrides)
     x0 = park.settle(sched(start), settle) if settle > 0 else None
-    log.info("twin of %s: %d states, %d inputs, %d outputs, built in %.1f s", park.spec.name, park.n_states,
-             park.n_inputs, park.n_outputs, time.monotonic() - t0)
+    log.info(
+        "twin of %s: %d states, %d inputs, %d outputs, built in %.1f s",
+        park.spec.name,
+        park.n_states,
+        park.n_inputs,
+        park.n_outputs,
+        time.monotonic() - t0,
+    )
     progress = _Progress(not args.no_progress)
     t1 = time.monotonic()
-    res = park.simulate(start + duration, sched, dt_out=dt_out, x0=x0, t0=start, h_max=h_max, progress=progress)
+    res = park.simulate(
+        start + duration, sched, dt_out=dt_out, x0=x0, t0=start, h_max=h_max, progress=progress
+    )
     wall = time.monotonic() - t1
     header = ["time [s]"]
     header += [f"{s.name} [{s.unit}]" for s in park.state_signals]
@@ -129,8 +155,10 @@ def run(args: argparse.Namespace) -> int:
     rows = np.column_stack([res.t, res.x, res.u, res.y])
     out.parent.mkdir(parents=True, exist_ok=True)
     _write(out, header, rows)
-    print(f"simulated {duration:g} s of {park.spec.name!r} ({park.n_states} states) in {wall:.2f} s "
-          f"({duration / max(wall, 1e-9):,.0f}x real time); energy balance error {res.energy_error:.1e}, "
-          f"steam mass balance error {res.mass_error:.1e}; wrote {len(res.t)} rows x {len(header)} columns to {out}",
-          file=sys.stderr)
+    print(
+        f"simulated {duration:g} s of {park.spec.name!r} ({park.n_states} states) in {wall:.2f} s "
+        f"({duration / max(wall, 1e-9):,.0f}x real time); energy balance error {res.energy_error:.1e}, "
+        f"steam mass balance error {res.mass_error:.1e}; wrote {len(res.t)} rows x {len(header)} columns to {out}",
+        file=sys.stderr,
+    )
     return 0

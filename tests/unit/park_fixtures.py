@@ -16,17 +16,41 @@ def _c(a: str, b: str, medium: str) -> ConnectionSpec:
 def small_park(cells: int = 6, segments: int = 8, nodes: int = 4) -> ParkSpec:
     """Steam: gas boiler -> header -> consumer. DH: surplus -> HX -> pipe -> town, with a tank and a HP."""
     units = (
-        UnitSpec("boiler", "gas_boiler", "a", {"capacity": 20e6, "medium": 1.0, "time_constant": 120.0,
-                                               "ramp_rate": 0.01}),
+        UnitSpec(
+            "boiler",
+            "gas_boiler",
+            "a",
+            {"capacity": 20e6, "medium": 1.0, "time_constant": 120.0, "ramp_rate": 0.01},
+        ),
         UnitSpec("header", "steam_header", "a", {"volume": 20.0, "nominal_pressure": 10e5}),
         UnitSpec("plant", "steam_consumer", "b", {"design_flow": 8.0}, {"demand": "steam_demand"}),
-        UnitSpec("surplus", "surplus_heat", "b", {"capacity": 5e6, "temperature": 368.15}, {"available": "avail"}),
-        UnitSpec("hx", "heat_exchanger", "b", {"ua": 3e5, "cells": float(cells), "hot_flow": 30.0, "cold_flow": 40.0,
-                                              "hot_volume": 0.5, "cold_volume": 0.5, "wall_heat_capacity": 2e5}),
+        UnitSpec(
+            "surplus", "surplus_heat", "b", {"capacity": 5e6, "temperature": 368.15}, {"available": "avail"}
+        ),
+        UnitSpec(
+            "hx",
+            "heat_exchanger",
+            "b",
+            {
+                "ua": 3e5,
+                "cells": float(cells),
+                "hot_flow": 30.0,
+                "cold_flow": 40.0,
+                "hot_volume": 0.5,
+                "cold_volume": 0.5,
+                "wall_heat_capacity": 2e5,
+            },
+        ),
         UnitSpec("hp", "heat_pump", "c", {"capacity": 3e6}),
-        UnitSpec("tank", "storage_tank", "c", {"volume": 500.0, "height": 12.0, "nodes": float(nodes),
-                                               "max_flow": 20.0}),
-        UnitSpec("pipe", "dh_pipe", "c", {"length": 2000.0, "inner_diameter": 0.3, "segments": float(segments)}),
+        UnitSpec(
+            "tank",
+            "storage_tank",
+            "c",
+            {"volume": 500.0, "height": 12.0, "nodes": float(nodes), "max_flow": 20.0},
+        ),
+        UnitSpec(
+            "pipe", "dh_pipe", "c", {"length": 2000.0, "inner_diameter": 0.3, "segments": float(segments)}
+        ),
         UnitSpec("town", "heat_demand", "c", {"design_load": 12e6}, {"demand": "heat_demand"}),
     )
     conns = (
@@ -52,22 +76,53 @@ def kalundborg_like(cells: int = 100, segments: int = 100, nodes: int = 20) -> P
     backup gas boiler, refinery surplus heat via a heat exchanger to DH, heat pump, tank, peak boiler,
     pipe to the town. With the defaults: 1 + 1 + 2 + 301 + 1 + 20 + 1 + 200 = 527 states."""
     units = (
-        UnitSpec("chp", "chp_boiler", "powerco", {"steam_capacity": 54.0, "fuel_capacity": 200e6, "heat_capacity": 60e6,
-                                                  "power_ratio": 0.125}),
+        UnitSpec(
+            "chp",
+            "chp_boiler",
+            "powerco",
+            {"steam_capacity": 54.0, "fuel_capacity": 200e6, "heat_capacity": 60e6, "power_ratio": 0.125},
+        ),
         UnitSpec("header", "steam_header", "powerco", {"volume": 80.0, "nominal_pressure": 10e5}),
         UnitSpec("pharma", "steam_consumer", "pharma", {"design_flow": 30.0}, {"demand": "pharma_steam"}),
-        UnitSpec("refinery", "steam_consumer", "refinery", {"design_flow": 25.0}, {"demand": "refinery_steam"}),
+        UnitSpec(
+            "refinery", "steam_consumer", "refinery", {"design_flow": 25.0}, {"demand": "refinery_steam"}
+        ),
         UnitSpec("pharma_boiler", "gas_boiler", "pharma", {"capacity": 30e6, "medium": 1.0}),
-        UnitSpec("refinery_heat", "surplus_heat", "refinery", {"capacity": 25e6, "temperature": 368.15},
-                 {"available": "refinery_surplus"}),
-        UnitSpec("refinery_hx", "heat_exchanger", "refinery",
-                 {"ua": 1.5e6, "cells": float(cells), "hot_flow": 150.0, "cold_flow": 200.0, "hot_volume": 2.0,
-                  "cold_volume": 2.0, "wall_heat_capacity": 2e6}),
+        UnitSpec(
+            "refinery_heat",
+            "surplus_heat",
+            "refinery",
+            {"capacity": 25e6, "temperature": 368.15},
+            {"available": "refinery_surplus"},
+        ),
+        UnitSpec(
+            "refinery_hx",
+            "heat_exchanger",
+            "refinery",
+            {
+                "ua": 1.5e6,
+                "cells": float(cells),
+                "hot_flow": 150.0,
+                "cold_flow": 200.0,
+                "hot_volume": 2.0,
+                "cold_volume": 2.0,
+                "wall_heat_capacity": 2e6,
+            },
+        ),
         UnitSpec("heat_pump", "heat_pump", "utility", {"capacity": 10e6}),
-        UnitSpec("tank", "storage_tank", "utility", {"volume": 20000.0, "height": 25.0, "nodes": float(nodes),
-                                                     "max_flow": 150.0}),
+        UnitSpec(
+            "tank",
+            "storage_tank",
+            "utility",
+            {"volume": 20000.0, "height": 25.0, "nodes": float(nodes), "max_flow": 150.0},
+        ),
         UnitSpec("peak_boiler", "gas_boiler", "utility", {"capacity": 40e6, "medium": 0.0}),
-        UnitSpec("dh_main", "dh_pipe", "utility", {"length": 4000.0, "inner_diameter": 0.6, "segments": float(segments)}),
+        UnitSpec(
+            "dh_main",
+            "dh_pipe",
+            "utility",
+            {"length": 4000.0, "inner_diameter": 0.6, "segments": float(segments)},
+        ),
         UnitSpec("town", "heat_demand", "utility", {"design_load": 80e6}, {"demand": "town_heat"}),
     )
     conns = (
@@ -87,9 +142,19 @@ def kalundborg_like(cells: int = 100, segments: int = 100, nodes: int = 20) -> P
     rng = np.random.default_rng(7)
     day = 2 * np.pi * t / 86400.0
     profiles = {
-        "pharma_steam": Profile("pharma_steam", t, np.clip(0.7 + 0.1 * np.sin(day) + 0.03 * rng.standard_normal(t.size), 0, 1)),
-        "refinery_steam": Profile("refinery_steam", t, np.clip(0.6 + 0.05 * np.cos(day) + 0.03 * rng.standard_normal(t.size), 0, 1)),
-        "refinery_surplus": Profile("refinery_surplus", t, np.clip(0.8 + 0.1 * np.sin(3 * day) + 0.05 * rng.standard_normal(t.size), 0, 1)),
-        "town_heat": Profile("town_heat", t, np.clip(0.55 + 0.2 * np.sin(day - 1.5) + 0.03 * rng.standard_normal(t.size), 0, 1)),
+        "pharma_steam": Profile(
+            "pharma_steam", t, np.clip(0.7 + 0.1 * np.sin(day) + 0.03 * rng.standard_normal(t.size), 0, 1)
+        ),
+        "refinery_steam": Profile(
+            "refinery_steam", t, np.clip(0.6 + 0.05 * np.cos(day) + 0.03 * rng.standard_normal(t.size), 0, 1)
+        ),
+        "refinery_surplus": Profile(
+            "refinery_surplus",
+            t,
+            np.clip(0.8 + 0.1 * np.sin(3 * day) + 0.05 * rng.standard_normal(t.size), 0, 1),
+        ),
+        "town_heat": Profile(
+            "town_heat", t, np.clip(0.55 + 0.2 * np.sin(day - 1.5) + 0.03 * rng.standard_normal(t.size), 0, 1)
+        ),
     }
     return ParkSpec("kalundborg-like", units, conns, profiles)

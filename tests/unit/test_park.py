@@ -24,8 +24,15 @@ def test_named_states_inputs_outputs(park: Park) -> None:
     assert "hx.cold_temperature[0]" in park.state_names
     assert "tank.layer_temperature[3]" in park.state_names
     assert "header.mass" in park.state_names and "header.internal_energy" in park.state_names
-    for name in ("boiler.load_setpoint", "tank.charge_setpoint", "surplus.use_setpoint", "town.demand",
-                 "plant.demand", "surplus.available", "pipe.ground_temperature"):
+    for name in (
+        "boiler.load_setpoint",
+        "tank.charge_setpoint",
+        "surplus.use_setpoint",
+        "town.demand",
+        "plant.demand",
+        "surplus.available",
+        "pipe.ground_temperature",
+    ):
         assert name in park.input_names
     for name in ("header.pressure", "town.unmet", "hx.heat_flow", "pipe.outlet_temperature", "hp.cop"):
         assert name in park.output_names
@@ -44,13 +51,16 @@ def test_from_config_uses_park_spec(park: Park) -> None:
 
 
 def test_energy_and_mass_balances_close_over_a_day(park: Park) -> None:
-    res = park.simulate(86400.0, dt_out=300.0, inputs={"tank.charge_setpoint": (np.array([0.0, 43200.0, 86400.0]),
-                                                                                np.array([10.0, -10.0, 5.0]))})
+    res = park.simulate(
+        86400.0,
+        dt_out=300.0,
+        inputs={"tank.charge_setpoint": (np.array([0.0, 43200.0, 86400.0]), np.array([10.0, -10.0, 5.0]))},
+    )
     assert res.energy_error < 1e-6
     assert res.mass_error < 1e-6
     assert np.all(np.isfinite(res.x))
     p = res.column("header.pressure")
-    assert 1e5 < p.min() and p.max() < 20e5
+    assert p.min() > 1e5 and p.max() < 20e5
 
 
 def test_accuracy_against_tight_radau_reference(park: Park) -> None:
@@ -109,10 +119,14 @@ def test_errors_name_the_unit() -> None:
     bad = replace(spec, units=(*spec.units, UnitSpec("x", "no_such_model", "a", {})))
     with pytest.raises(ParkBuildError, match="no_such_model"):
         Park.from_spec(bad)
-    lonely = replace(spec, units=(*spec.units, UnitSpec("lonely", "steam_consumer", "a", {"design_flow": 1.0})))
+    lonely = replace(
+        spec, units=(*spec.units, UnitSpec("lonely", "steam_consumer", "a", {"design_flow": 1.0}))
+    )
     with pytest.raises(ParkBuildError, match="lonely"):
         Park.from_spec(lonely)
-    dangling = replace(spec, connections=(*spec.connections, ConnectionSpec("ghost", "heat_out", "pipe", "hot_in",
-                                                                            "hot_water")))
+    dangling = replace(
+        spec,
+        connections=(*spec.connections, ConnectionSpec("ghost", "heat_out", "pipe", "hot_in", "hot_water")),
+    )
     with pytest.raises(ParkBuildError, match="ghost"):
         Park.from_spec(dangling)

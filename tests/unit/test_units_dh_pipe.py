@@ -15,8 +15,15 @@ NAMES = dh_pipe.PARAMS
 
 
 def _p(**kw: float) -> tuple[np.ndarray, dict[str, float]]:
-    d = {"length": 1000.0, "inner_diameter": 0.2, "loss_coefficient": 0.3, "wall_heat_capacity": 2e4,
-         "wall_conductance": 500.0, "segments": 50.0, "ground_temperature": 281.15}
+    d = {
+        "length": 1000.0,
+        "inner_diameter": 0.2,
+        "loss_coefficient": 0.3,
+        "wall_heat_capacity": 2e4,
+        "wall_conductance": 500.0,
+        "segments": 50.0,
+        "ground_temperature": 281.15,
+    }
     d.update(kw)
     return np.array([d[k] for k in NAMES]), d
 
@@ -103,8 +110,9 @@ def test_wall_node_smears_the_front() -> None:
         f0 = f(0.0, np.zeros(2 * s))
         jac = np.column_stack([f(0.0, np.eye(2 * s)[j]) - f0 for j in range(2 * s)])
         t = np.linspace(0.0, 6000.0, 3001)
-        out = solve_ivp(f, (0.0, t[-1]), np.zeros(2 * s), method="BDF", t_eval=t, rtol=1e-7, atol=1e-9,
-                        jac=jac).y[s - 1]
+        out = solve_ivp(
+            f, (0.0, t[-1]), np.zeros(2 * s), method="BDF", t_eval=t, rtol=1e-7, atol=1e-9, jac=jac
+        ).y[s - 1]
         return float(np.interp(0.8, out, t) - np.interp(0.2, out, t))
 
     assert rise_time(8e4) > 1.2 * rise_time(2e3)

@@ -84,7 +84,9 @@ def test_energy_balance_of_the_kernel() -> None:
     y = np.empty(3)
     m_h, m_c = 2.0, 3.0
     hxm.heat_exchanger(x, 0, p, 0, T_HOT, m_h, T_COLD, m_c, dx, y, 0)
-    w = np.array(hxm.energy_weights({"cells": n, "hot_volume": 0.5, "cold_volume": 0.5, "wall_heat_capacity": 1e5}))
+    w = np.array(
+        hxm.energy_weights({"cells": n, "hot_volume": 0.5, "cold_volume": 0.5, "wall_heat_capacity": 1e5})
+    )
     stored = float(w @ dx)
     cp = hxm.ops.CP_WATER
     flows = m_h * cp * (T_HOT - y[0]) + m_c * cp * (T_COLD - y[1])

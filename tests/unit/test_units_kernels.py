@@ -47,27 +47,61 @@ def _cases() -> dict[str, tuple[Any, Callable[[], list[Any]]]]:
     x_pipe = 330 + 30 * RNG.random(24)
     x_tank = 320 + 40 * RNG.random(8)  # includes inversions
     m0, u0 = steam_header.initial({"nominal_pressure": 10e5, "volume": 20.0})
-    chp_p = np.array([54.0, 60e6, 200e6, 0.125, 10e5, 453.15, 378.15, 0.3, 600.0, 3e-4, 0.9, 0.0, 2.78e6, 4.4e5])
+    chp_p = np.array(
+        [54.0, 60e6, 200e6, 0.125, 10e5, 453.15, 378.15, 0.3, 600.0, 3e-4, 0.9, 0.0, 2.78e6, 4.4e5]
+    )
     gas_p = np.array([20e6, 1.0, 10e5, 363.15, 378.15, 0.3, 120.0, 1e-2, 0.92, 0.0, 2.78e6, 4.4e5])
     hp_p = np.array([10e6, 0.5, 297.15, 10.0, 353.15, 0.2, 300.0, 1e-3])
     return {
-        "heat_exchanger": (heat_exchanger.heat_exchanger,
-                           lambda: [x_hx, 0, hx_p, 0, 360.0, 2.0, 300.0, 3.0, np.zeros(31), np.zeros(3), 0]),
-        "dh_pipe": (dh_pipe.dh_pipe, lambda: [x_pipe, 0, pipe_p, 0, 360.0, 12.0, 281.15, np.zeros(24), np.zeros(3), 0]),
-        "storage_tank": (storage_tank.storage_tank,
-                         lambda: [x_tank, 0, _tank_p(), 0, 5.0, 365.0, 2.0, 318.0, 283.15, np.zeros(8), np.zeros(4), 0]),
-        "steam_header": (steam_header.steam_header,
-                         lambda: [np.array([m0, u0 * 1.01]), 0, _header_p(), 0, 10.5e5, 460.0, 2.8e6, 4.0, 4.0 * 2.79e6,
-                                  3.5, np.zeros(2), np.zeros(4), 0]),
+        "heat_exchanger": (
+            heat_exchanger.heat_exchanger,
+            lambda: [x_hx, 0, hx_p, 0, 360.0, 2.0, 300.0, 3.0, np.zeros(31), np.zeros(3), 0],
+        ),
+        "dh_pipe": (
+            dh_pipe.dh_pipe,
+            lambda: [x_pipe, 0, pipe_p, 0, 360.0, 12.0, 281.15, np.zeros(24), np.zeros(3), 0],
+        ),
+        "storage_tank": (
+            storage_tank.storage_tank,
+            lambda: [x_tank, 0, _tank_p(), 0, 5.0, 365.0, 2.0, 318.0, 283.15, np.zeros(8), np.zeros(4), 0],
+        ),
+        "steam_header": (
+            steam_header.steam_header,
+            lambda: [
+                np.array([m0, u0 * 1.01]),
+                0,
+                _header_p(),
+                0,
+                10.5e5,
+                460.0,
+                2.8e6,
+                4.0,
+                4.0 * 2.79e6,
+                3.5,
+                np.zeros(2),
+                np.zeros(4),
+                0,
+            ],
+        ),
         "steam_header.state": (steam_header.state, lambda: [np.array([m0, u0 * 1.01]), 0, _header_p(), 0]),
         "chp": (boiler.chp, lambda: [np.array([0.6]), 0, chp_p, 0, 0.9, 0.3, np.zeros(1), np.zeros(4), 0]),
         "gas": (boiler.gas, lambda: [np.array([0.2]), 0, gas_p, 0, 0.1, np.zeros(1), np.zeros(3), 0]),
-        "heat_pump": (heat_pump.heat_pump, lambda: [np.array([0.5]), 0, hp_p, 0, 0.7, 297.15, np.zeros(1), np.zeros(3), 0]),
-        "surplus_heat": (surplus_heat.surplus_heat, lambda: [np.array([5e6, 368.15, 313.15]), 0, 0.8, 0.9, np.zeros(2), 0]),
-        "steam_consumer": (steam_consumer.steam_consumer,
-                           lambda: [np.array([8.0, 0.8, 363.15, 3.8e5]), 0, 0.7, 9.5e5, 2.8e6, 10e5, np.zeros(3), 0]),
-        "heat_demand.flow": (heat_demand.flow,
-                             lambda: [np.array([12e6, 345.15, 360.15, 318.15, 0.02]), 0, 0.6, 352.0, 318.15]),
+        "heat_pump": (
+            heat_pump.heat_pump,
+            lambda: [np.array([0.5]), 0, hp_p, 0, 0.7, 297.15, np.zeros(1), np.zeros(3), 0],
+        ),
+        "surplus_heat": (
+            surplus_heat.surplus_heat,
+            lambda: [np.array([5e6, 368.15, 313.15]), 0, 0.8, 0.9, np.zeros(2), 0],
+        ),
+        "steam_consumer": (
+            steam_consumer.steam_consumer,
+            lambda: [np.array([8.0, 0.8, 363.15, 3.8e5]), 0, 0.7, 9.5e5, 2.8e6, 10e5, np.zeros(3), 0],
+        ),
+        "heat_demand.flow": (
+            heat_demand.flow,
+            lambda: [np.array([12e6, 345.15, 360.15, 318.15, 0.02]), 0, 0.6, 352.0, 318.15],
+        ),
         "heat_demand": (heat_demand.heat_demand, lambda: [6e6, 40.0, 350.0, 318.15, np.zeros(5), 0]),
     }
 
@@ -94,13 +128,19 @@ class TestKernelPaths:
         kernel, build = CASES[name]
         ref_result, ref_args = run(kernel, build(), "numba" if path == "plain" else "plain")
         result, args = run(kernel, build(), path)
-        np.testing.assert_allclose(np.asarray(result, dtype=float), np.asarray(ref_result, dtype=float), rtol=1e-12)
+        np.testing.assert_allclose(
+            np.asarray(result, dtype=float), np.asarray(ref_result, dtype=float), rtol=1e-12
+        )
         for a, b in zip(args, ref_args, strict=True):
             if isinstance(a, np.ndarray):
                 np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-300)
 
     def test_plain_path_is_not_compiled(self, path: str) -> None:
-        fn = retarget(heat_exchanger.heat_exchanger, _ops.PLAIN) if path == "plain" else heat_exchanger.heat_exchanger
+        fn = (
+            retarget(heat_exchanger.heat_exchanger, _ops.PLAIN)
+            if path == "plain"
+            else heat_exchanger.heat_exchanger
+        )
         assert hasattr(fn, "py_func") == (path == "numba" and _ops.COMPILED)
 
     def test_tank_conserves_energy_and_mixes_inversions(self, path: str) -> None:
@@ -113,7 +153,11 @@ class TestKernelPaths:
         # a warm layer under a cold one: without flows the mixing moves heat upwards, fast
         x = np.array([330.0, 360.0] + [330.0] * 6)
         dx = np.zeros(8)
-        run(storage_tank.storage_tank, [x, 0, _tank_p(), 0, 0.0, 0.0, 0.0, 0.0, 283.15, dx, np.zeros(4), 0], path)
+        run(
+            storage_tank.storage_tank,
+            [x, 0, _tank_p(), 0, 0.0, 0.0, 0.0, 0.0, 283.15, dx, np.zeros(4), 0],
+            path,
+        )
         assert dx[0] > 0.1 and dx[1] < -0.1
 
     def test_boiler_lag_slew_limit_and_minimum_load(self, path: str) -> None:
@@ -144,7 +188,11 @@ class TestKernelPaths:
         assert h == pytest.approx(float(steam.h_pt(p0, t0)), rel=1e-7)
 
     def test_consumer_valve_law(self, path: str) -> None:
-        fn = retarget(steam_consumer.steam_consumer, _ops.PLAIN) if path == "plain" else steam_consumer.steam_consumer
+        fn = (
+            retarget(steam_consumer.steam_consumer, _ops.PLAIN)
+            if path == "plain"
+            else steam_consumer.steam_consumer
+        )
         y = np.zeros(3)
         p = np.array([8.0, 0.8, 363.15, 3.8e5])
         assert fn(p, 0, 0.5, 10e5, 2.8e6, 10e5, y, 0) == pytest.approx(4.0)

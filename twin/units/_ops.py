@@ -42,7 +42,7 @@ def jit(fn: F) -> F:
         return fn
     import numba
 
-    return numba.njit(cache=True, error_model="numpy")(fn)  # type: ignore[no-any-return]
+    return numba.njit(cache=True, error_model="numpy")(fn)  # type: ignore[return-value,no-any-return]
 
 
 def _fmax(a: float, b: float) -> float:
