@@ -255,6 +255,11 @@ class OpcUaAdapter:
 
     async def stop(self) -> None:
         self._running = False
+        # Tearing down answers the cancelled Publish requests with noise (BadNoSubscription, futures
+        # already done); none of it is news.
+        if not self._quiet:
+            self._quiet = True
+            _QuietAsyncua.enter()
         for task in (self._watchdog_task,):
             if task is not None:
                 task.cancel()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
 import struct
 import subprocess
 import time
@@ -183,6 +184,30 @@ async def test_reconnect_after_node_opcua_restart(
         assert sum("recovered" in m for m in ours) == 1
     finally:
         await adapter.stop()
+
+
+async def test_sign_and_encrypt_against_node_opcua(node_server: NodeOpcUaServer, tmp_path: Path) -> None:
+    trust = tmp_path / "trust"
+    trust.mkdir()
+    own = next(node_server.pki_dir.rglob("own/certs/*.pem"))  # node-opcua's self-made server certificate
+    shutil.copy(own, trust / "node-opcua.pem")
+    tag_list = [OpcUaTag("Float", node_server.node_id("Float"), DataType.FLOAT, Direction.SETPOINT)]
+    for policy in (SecurityPolicy.BASIC256SHA256, SecurityPolicy.AES128_SHA256_RSAOAEP):
+        sec = OpcUaSecurity(
+            policy,
+            SecurityMode.SIGN_AND_ENCRYPT,
+            cert_path=tmp_path / "pki" / "cert.der",
+            key_path=tmp_path / "pki" / "key.pem",
+            trust_dir=trust,
+            application_uri="urn:symtwin:edge",
+        )
+        adapter = OpcUaAdapter(config(node_server, tag_list, security=sec), ListSink())
+        await adapter.start()
+        try:
+            assert adapter.connected
+            assert await adapter.write_setpoints({"Float": 4.5}) == {"Float": True}
+        finally:
+            await adapter.stop()
 
 
 def test_install_script_is_idempotent(node_server: NodeOpcUaServer) -> None:
