@@ -32,7 +32,8 @@ import signal
 import time
 import traceback
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
@@ -58,7 +59,7 @@ def _worker_main(conn: Connection, factory: ControllerFactory) -> None:
     except BaseException as exc:
         conn.send(("failed", 0, f"{type(exc).__name__}: {exc}"))
         return
-    conn.send(("ready", 0, None))
+    conn.send(("ready", 0, time.monotonic()))  # CLOCK_MONOTONIC is system-wide: the parent can compare
     while True:
         try:
             msg = conn.recv()
@@ -117,7 +118,7 @@ class _Worker:
             self.failed = f"worker exited during start: {exc!r}"
             return False
         if kind == "ready":
-            self.ready, self.ready_s = True, time.monotonic() - self.started
+            self.ready, self.ready_s = True, float(detail) - self.started
         else:
             self.failed = str(detail)
         return self.ready
@@ -161,7 +162,10 @@ class DeadlineRunner:
             self._ctx.set_forkserver_preload(["controllers.deadline", *preload])
         self._use_spare = spare
         self._active: _Worker | None = None
-        self._spare: _Worker | None = None
+        # The spare is launched in a background thread: starting a process (and, for spawn, a whole
+        # interpreter) must not sit in a control cycle after a timeout.
+        self._spare: Future[_Worker] | None = None
+        self._launcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="deadline-launcher")
         self._dead: list[_Worker] = []
         self._rid = 0
         self._closed = False
@@ -175,8 +179,7 @@ class DeadlineRunner:
         """Start the worker (and spare) and wait until the active one is ready [s]."""
         if self._active is None:
             self._active = self._launch()
-        if self._use_spare and self._spare is None:
-            self._spare = self._launch()
+        self._ensure_spare()
         if not self._active.wait_ready(timeout_s):
             raise RuntimeError(f"controller worker not ready: {self._active.failed or 'timed out'}")
         self._note_ready(self._active)
@@ -184,12 +187,16 @@ class DeadlineRunner:
     def close(self) -> None:
         """Stop all workers (politely, then by force)."""
         self._closed = True
-        for w in (self._active, self._spare):
-            if w is None:
-                continue
-            with contextlib.suppress(OSError, ValueError):
-                w.conn.send(None)
-        for w in (self._active, self._spare, *self._dead):
+        workers = [self._active, *self._dead]
+        if self._spare is not None:
+            with contextlib.suppress(Exception):
+                workers.append(self._spare.result(timeout=30.0))
+        self._launcher.shutdown(wait=True)
+        for w in workers:
+            if w is not None:
+                with contextlib.suppress(OSError, ValueError):
+                    w.conn.send(None)
+        for w in workers:
             if w is None:
                 continue
             w.proc.join(timeout=1.0)
@@ -222,6 +229,11 @@ class DeadlineRunner:
             last_restart_s=times[-1] if times else math.nan,
             max_restart_s=max(times) if times else math.nan,
         )
+
+    @property
+    def worker_start_times(self) -> tuple[float, ...]:
+        """Start-to-ready time of every worker that became ready so far [s]."""
+        return tuple(self._restart_times)
 
     # -- solving --------------------------------------------------------------------------------------
 
@@ -312,6 +324,10 @@ class DeadlineRunner:
         child.close()
         return _Worker(proc, parent, started)
 
+    def _ensure_spare(self) -> None:
+        if self._use_spare and self._spare is None and not self._closed:
+            self._spare = self._launcher.submit(self._launch)
+
     def _note_ready(self, worker: _Worker) -> None:
         if math.isfinite(worker.ready_s) and not worker.counted:
             self._restart_times.append(worker.ready_s)
@@ -321,10 +337,18 @@ class DeadlineRunner:
         """The active worker once ready (waiting until ``end`` at most), replacing failed ones."""
         self._reap()
         if self._active is None:
-            self._active = self._spare or self._launch()
+            if self._spare is None:
+                self._spare = self._launcher.submit(self._launch)
+            try:
+                self._active = self._spare.result(timeout=max(end - time.monotonic(), 0.0))
+            except FutureTimeout:
+                return None
+            except Exception as exc:  # the process could not even be started
+                log.error("cannot start a controller worker: %r", exc)
+                self._spare = None
+                return None
             self._spare = None
-        if self._use_spare and self._spare is None:
-            self._spare = self._launch()
+        self._ensure_spare()
         worker = self._active
         if not worker.wait_ready(end - time.monotonic()):
             if worker.failed is not None:
@@ -336,15 +360,14 @@ class DeadlineRunner:
         return worker
 
     def _replace_active(self, why: str) -> None:
+        """Kill the active worker; the spare takes over at the next step (no process start here)."""
         worker = self._active
         if worker is not None:
             log.warning("killing controller worker pid %s: %s", worker.proc.pid, why)
             worker.proc.kill()
             self._retire(worker)
         self._restarts += 1
-        self._active, self._spare = self._spare, None
-        if self._use_spare:
-            self._spare = self._launch()
+        self._active = None
 
     def _retire(self, worker: _Worker) -> None:
         worker.proc.join(timeout=0.0)

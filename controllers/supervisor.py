@@ -7,7 +7,8 @@ supervisor decides per setpoint tag:
 1. where the target comes from, in this order: operator override → the proposal, if usable (status
    optimal/suboptimal, every value finite, every tag present, inputs healthy) → the last good plan
    shifted to ``now`` (only while inputs are healthy: stale inputs mean no action based on old
-   assumptions either) → the configured safe value;
+   assumptions either) → the configured safe value. A cycle without a new result (None: the solve
+   runs less often than the supervision cycle) follows the current plan and is not a failure;
 2. the written value: target clamped to [lo, hi], then moved from the reference value by at most
    ``max_rate_per_s × dt``, then clamped again (bounds win over the rate when a read-back value lies
    outside the bounds). The reference is the last written value when this tag was written last cycle;
@@ -16,7 +17,7 @@ supervisor decides per setpoint tag:
    so "manual value wins" means the target, and returning from an override is bumpless for free.
 
 NaN and ±inf never pass: a non-finite proposal is a failed proposal. After ``failures_to_degrade``
-consecutive cycles without a usable proposal the supervisor is *degraded*: it raises an alarm and
+consecutive failed results (or results refused for bad inputs) the supervisor is *degraded*: it raises an alarm and
 signals ``reset_warm_start`` once, so the MPC drops its (possibly poisoned) warm start.
 
 The supervisor is plain deterministic logic: the clock is the ``now`` argument, there is no I/O, and
@@ -51,7 +52,8 @@ class Source(enum.StrEnum):
     NONE = "none"  # mode off: nothing computed
     OVERRIDE = "override"
     MPC = "mpc"
-    LAST_PLAN = "last_plan"
+    PLAN = "plan"  # the current plan shifted to now, between solves (normal operation)
+    LAST_PLAN = "last_plan"  # the last good plan after a failed solve (first fallback)
     SAFE = "safe"
 
 
@@ -258,7 +260,9 @@ class Supervisor:
         """Decide this cycle's setpoints.
 
         now: current time [s, clock axis]; must be finite.
-        proposal: the controller's result, or None when there is none (timeout, not run).
+        proposal: the controller's new result, or None when no new result arrived this cycle (between
+            solves: the current plan is followed, shifted to ``now``). A missed deadline must come as a
+            TIMEOUT result (``DeadlineRunner`` returns one), so that it counts as a failure.
         inputs: health of the inputs the proposal was computed from (a bool is accepted).
         measured: read-back current values of the setpoints [unit], used for bumpless transfer.
         """
@@ -279,7 +283,7 @@ class Supervisor:
                     log.warning("supervisor recovered after %d failed cycles", st.failures)
                 st.failures, st.degraded = 0, False
                 st.last_good, st.last_good_time = proposal, now
-            else:
+            elif proposal is not None:  # None: no new result this cycle, not a failure
                 st.failures += 1
                 if st.failures >= cfg.failures_to_degrade and not st.degraded:
                     st.degraded, reset_warm_start = True, True
@@ -287,6 +291,9 @@ class Supervisor:
                 if st.degraded:
                     alarms.append(Alarm(AlarmCode.DEGRADED, f"{st.failures} consecutive failures: {failure}"))
 
+        # Between solves (no new result, none failed since the last good one) following the plan is
+        # normal operation; after a failure it is the first fallback.
+        following = proposal is None and st.failures == 0 and health.ok
         plan_ok = (
             failure is not None
             and health.ok
@@ -305,7 +312,7 @@ class Supervisor:
                     tag, None, Source.NONE, math.nan, None, 0.0, False, False, "mode off"
                 )
                 continue
-            source, target, why = self._target(tag, lim, now, proposal, failure, plan_ok)
+            source, target, why = self._target(tag, lim, now, proposal, failure, plan_ok, following)
             if source is Source.LAST_PLAN:
                 fallback = max(fallback, FallbackLevel.LAST_PLAN)
             elif source is Source.SAFE:
@@ -323,7 +330,12 @@ class Supervisor:
         )
         st.prev_mode, st.prev_time = mode, now
 
-        reason = "mode off" if mode is Mode.OFF else (failure or "proposal accepted")
+        if mode is Mode.OFF:
+            reason = "mode off"
+        elif following and fallback is FallbackLevel.NONE:
+            reason = "following the current plan between solves"
+        else:
+            reason = failure or "proposal accepted"
         decision = Decision(
             now=now,
             mode=mode,
@@ -346,8 +358,7 @@ class Supervisor:
             alarms.append(Alarm(AlarmCode.INPUT_BAD, why))
             return why
         if proposal is None:
-            alarms.append(Alarm(AlarmCode.SOLVE_FAILED, "no proposal (timeout or not run)"))
-            return "no proposal"
+            return "no new result"
         if not proposal.status.usable:
             why = f"solve {proposal.status.value}: {proposal.message}"
             alarms.append(Alarm(AlarmCode.SOLVE_FAILED, why))
@@ -370,6 +381,7 @@ class Supervisor:
         proposal: ControlResult | None,
         failure: str | None,
         plan_ok: bool,
+        following: bool,
     ) -> tuple[Source, float, str]:
         ov = self._overrides.get(tag)
         if ov is not None:
@@ -380,6 +392,8 @@ class Supervisor:
             v = self._state.last_good.plan_value(tag, now)
             if v is not None and math.isfinite(v):
                 age = now - self._state.last_good_time
+                if following:
+                    return Source.PLAN, v, f"current plan ({age:.3g} s old), between solves"
                 return Source.LAST_PLAN, v, f"last good plan ({age:.3g} s old) because {failure}"
         return Source.SAFE, lim.safe_value, f"safe value because {failure}"
 

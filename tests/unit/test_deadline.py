@@ -158,3 +158,25 @@ def test_spawn_start_method_works_without_spare() -> None:
         assert res.status in (SolveStatus.OPTIMAL, SolveStatus.TIMEOUT)
         assert r.stats.restarts == 1 and r.stats.timeouts >= 1
         assert r.stats.max_restart_s > 0.0
+
+
+@pytest.mark.slow
+def test_thousand_hard_cycles_each_within_the_period(
+    request: pytest.FixtureRequest, runner: DeadlineRunner
+) -> None:
+    """Reliability: 1,000 cycles drawn from hung, late, raising, NaN, crashing and normal solves."""
+    if "slow" not in (request.config.getoption("markexpr") or ""):
+        pytest.skip("1,000 cycles take about 4 minutes: run with -m slow")
+    period, n = 0.25, 1000
+    rng = np.random.default_rng(11)
+    cases = rng.choice([LOOP, SLEEP, RAISE, NAN, CRASH, OK, OK], size=n)
+    worst, t_next = 0.0, time.monotonic()
+    for k, behave in enumerate(cases):
+        t0 = time.monotonic()
+        res = runner.solve(req(int(behave), now=float(k), sleep=1.0), deadline_s=0.8 * period)
+        worst = max(worst, time.monotonic() - t0)
+        assert res.status.usable is (behave == OK) or res.status is SolveStatus.TIMEOUT
+        t_next += period
+        time.sleep(max(0.0, t_next - time.monotonic()))
+    print(f"{n} cycles, worst {worst:.3f} s of {period} s, {runner.stats}")
+    assert worst < period

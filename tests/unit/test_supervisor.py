@@ -230,3 +230,19 @@ def test_input_monitor_age_quality_non_finite_missing() -> None:
     assert h.problems == {"a": InputProblem.IMPLAUSIBLE}
     assert mon.check(10.0, {"a": _S(9.0, 1.0), "b": _S(9.0, 1.0)}).ok
     assert "inputs bad" in h.summary()
+
+
+def test_between_solves_the_plan_is_followed_and_none_is_not_a_failure() -> None:
+    sup = make()
+    sup.decide(0.0, ok(0.5, 0.0), True, measured={LOAD.tag: 0.5, CHARGE.tag: 0.0})
+    for k in range(1, 6):  # five supervision cycles without a new result
+        d = sup.decide(k * PERIOD, None, True)
+        assert d.fallback is FallbackLevel.NONE and d.consecutive_failures == 0 and not d.degraded
+        assert d.setpoints[CHARGE.tag].source is Source.PLAN
+        assert d.setpoints[CHARGE.tag].target == pytest.approx(6.0 * k)  # plan values, shifted in time
+        assert d.alarms == ()
+    # one failed result: from now on the same plan is a fallback, and None cycles do not add failures
+    d = sup.decide(5.5 * PERIOD, failed(), True)
+    assert d.fallback is FallbackLevel.LAST_PLAN and d.consecutive_failures == 1
+    d = sup.decide(5.8 * PERIOD, None, True)
+    assert d.setpoints[CHARGE.tag].source is Source.LAST_PLAN and d.consecutive_failures == 1
