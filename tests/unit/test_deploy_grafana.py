@@ -44,8 +44,8 @@ def historian_schema() -> dict[str, tuple[set[str], set[str]]]:
     return {measurement: ({f.split("=")[0] for f in fields.split(",")}, {t.split("=")[0] for t in tags})}
 
 
-def runtime_metric_names() -> set[str]:
-    """Every series name the runtime exposes on /metrics (registered via Metrics.inc/set/observe)."""
+def runtime_metric_calls() -> set[tuple[str, str]]:
+    """(inc|set|observe, name) of every metric the service registers (symtwin/runtime, symtwin/web)."""
     calls: set[tuple[str, str]] = set()
     sources = [*(REPO / "symtwin" / "runtime").glob("*.py"), *(REPO / "symtwin" / "web").glob("*.py")]
     for path in sources:
@@ -61,14 +61,25 @@ def runtime_metric_names() -> set[str]:
                 first = node.args[0]
                 if isinstance(first, ast.Constant) and isinstance(first.value, str):
                     calls.add((kind, first.value))
-    registry = Metrics()
-    for kind, name in calls:
+    return calls
+
+
+def feed(registry: Metrics, calls: set[tuple[str, str]], step: int = 1) -> None:
+    """Register/advance every metric in ``calls`` on a real registry (``step`` grows counters)."""
+    for kind, name in sorted(calls):
         if kind == "inc":
-            registry.inc(name, "probe")
+            registry.inc(name, "probe", float(step))
         elif kind == "set":
             registry.set(name, "probe", 1.0)
         else:
-            registry.observe(name, "probe", 1.0, (1.0,))
+            for _ in range(step):
+                registry.observe(name, "probe", 0.02, (0.01, 0.05, 0.1))
+
+
+def runtime_metric_names() -> set[str]:
+    """Every series name the service exposes on /metrics, as the real ``Metrics`` class renders it."""
+    registry = Metrics()
+    feed(registry, runtime_metric_calls())
     return {
         ln.split("{")[0].split(" ")[0]
         for ln in registry.render().splitlines()
