@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from adapters.base import DeadLetter, Sample
-from adapters.mqtt.jsonpayload import JsonField, decode_json
+from adapters.mqtt.jsonpayload import JsonDecoder, JsonField
 from adapters.mqtt.sparkplug import NAMESPACE, MetricKey, SparkplugHost
 from adapters.tagmap import TagBinding
 
@@ -102,7 +102,7 @@ class MqttRouter:
         dead_letter_payload_bytes: int = 4096,
         rebirth_retry_s: float = 5.0,
     ) -> None:
-        self._json = {topic: tuple(fields) for topic, fields in (json_topics or {}).items()}
+        self._json = {topic: JsonDecoder(fields) for topic, fields in (json_topics or {}).items()}
         for topic in self._json:
             if "+" in topic or "#" in topic:
                 raise ValueError(f"JSON binding topic {topic!r} must be an exact topic, not a filter")
@@ -157,9 +157,9 @@ class MqttRouter:
         if len(payload) > self._max_payload:
             self._dead(out, topic, payload, received_at, RouteRefusal.OVERSIZED, f"{len(payload)} bytes")
             return out
-        fields = self._json.get(topic)
-        if fields is not None:
-            decoded = decode_json(payload, fields, received_at)
+        decoder = self._json.get(topic)
+        if decoder is not None:
+            decoded = decoder.decode(payload, received_at)
             samples, refusals = decoded.samples, decoded.refusals
         elif topic.startswith(NAMESPACE + "/"):
             result = self._sparkplug.handle(topic, payload, received_at)

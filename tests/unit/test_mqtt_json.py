@@ -122,3 +122,24 @@ def test_fuzz_json_documents_never_raise(doc: object) -> None:
     assert len(d.samples) + len(d.refusals) >= 1
     for s in d.samples:
         assert math.isfinite(s.value) and math.isfinite(s.timestamp)
+
+
+def shared_parent_fields() -> list[JsonField]:
+    return [
+        JsonField.of(TagBinding("a", offset=273.15, lower=250.0, upper=450.0), "/data/0/p", "/ts"),
+        JsonField.of(TagBinding("b", factor=1e5), "/data/0/temp", "/ts"),
+        JsonField.of(TagBinding("c"), "/data/1", "/ts", TimestampUnit.MILLISECONDS),
+        JsonField.of(TagBinding("d"), "/temp"),
+        JsonField.of(TagBinding("e"), ""),
+    ]
+
+
+@settings(max_examples=150, deadline=None)
+@given(json_values)
+def test_compiled_decoder_matches_field_by_field(doc: object) -> None:
+    payload = json.dumps(doc).encode()
+    fs = shared_parent_fields()
+    whole = decode_json(payload, fs, RX)
+    parts = [decode_json(payload, [f], RX) for f in fs]
+    assert sorted(map(repr, whole.samples)) == sorted(repr(s) for p in parts for s in p.samples)
+    assert sorted(whole.refusals) == sorted(r for p in parts for r in p.refusals)
