@@ -11,8 +11,8 @@ ask a :class:`FaultSchedule` which faults are active at a time and apply them:
   ``load_setpoint`` or ``available`` input is forced to 0).
 * ``comms_loss``: the plant's interface is unreachable (no samples; writes fail; the OPC UA server is
   stopped and started again on the same port).
-* ``price_spike`` (series, factor): the named forecast series (a profile id such as
-  ``electricity_price``) is multiplied by ``factor`` over the window (see ``VirtualPlant.forecast_overrides``).
+* ``price_spike`` (series, factor): the named forecast series (as the runtime names them, e.g.
+  ``price.electricity``) is multiplied by ``factor`` over the window (see ``VirtualPlant.forecast_overrides``).
 * ``demand_step`` (unit, or every demand when None; factor): the unit's ``demand`` input is multiplied.
 """
 

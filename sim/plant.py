@@ -53,6 +53,14 @@ class PlantError(ValueError):
     """The plant cannot be built as asked (unknown tag, unknown parameter in a mismatch)."""
 
 
+class PlantPhysicsError(RuntimeError):
+    """The plant's physics could not be advanced (the integrator gave up); ``time`` is the clock time."""
+
+    def __init__(self, time: float, message: str) -> None:
+        super().__init__(f"plant physics failed at t = {time:.0f} s: {message}")
+        self.time = time
+
+
 @dataclass(frozen=True)
 class PlantTag:
     """A tag as the plant sees it (plain values; built from the site config by :meth:`VirtualPlant.from_site`).
@@ -289,7 +297,10 @@ class VirtualPlant:
             h = min(self.params.max_step_s, t_end - self.time)
             self._move_actuators(h)
             self.u = self.inputs(self.time)
-            self.x = self.park.step(self.x, self.u, h)
+            try:
+                self.x = self.park.step(self.x, self.u, h)
+            except Exception as exc:  # the integrator's own error types; the run cannot go on either way
+                raise PlantPhysicsError(self.time, f"{type(exc).__name__}: {exc}") from exc
             self.time += h
             self.y = self.park.outputs(self.x, self.u)
             k = self._kpis()

@@ -42,7 +42,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from adapters.base import ConnectionLost, Sample
 from sim.faults import FALLBACK_FAULTS, Fault, FaultKind, FaultSchedule
-from sim.plant import PlantParams, VirtualPlant
+from sim.plant import PlantParams, PlantPhysicsError, PlantTotals, VirtualPlant
 
 # ----------------------------------------------------------------------------------------------- schema
 
@@ -89,6 +89,9 @@ class ScenarioModel(_Strict):
     description: str = ""
     config: str
     start_offset: Duration = 0
+    warmup: Duration = Field(
+        default=0, description="run service and plant this long before the start, unrecorded"
+    )
     duration: Duration
     cycle: Duration = "60 s"
     plant_step: Duration = "30 s"
@@ -126,6 +129,7 @@ class Scenario:
     description: str
     config_path: Path
     start_offset_s: float
+    warmup_s: float
     duration_s: float
     cycle_s: float
     plant_step_s: float
@@ -205,6 +209,9 @@ def load_scenario(path: str | Path, config: str | Path | None = None) -> Scenari
     plant_step = dur(("plant_step",), model.plant_step)
     period = dur(("control_period",), model.control_period)
     offset = dur(("start_offset",), model.start_offset, positive=False)
+    warmup = dur(("warmup",), model.warmup, positive=False)
+    if cycle > 0 and warmup > 0 and abs(warmup / cycle - round(warmup / cycle)) > 1e-9:
+        issues.append(at(("warmup",), f"must be a whole number of cycles ({cycle:g} s)"))
     lag = dur(("plant", "actuator_lag"), model.plant.actuator_lag, positive=False)
     settle = dur(("plant", "settle"), model.plant.settle, positive=False)
     if cycle > 0 and plant_step > 0 and abs(cycle / plant_step - round(cycle / plant_step)) > 1e-9:
@@ -225,7 +232,7 @@ def load_scenario(path: str | Path, config: str | Path | None = None) -> Scenari
     setpoints = {t.id for t in site.tags.values() if t.direction.value == "setpoint"}
     measurements = {t.id for t in site.tags.values() if t.direction.value == "measurement"}
     units = {u.id for u in site.config.units}
-    series = set(site.profiles)
+    series = set(forecast_series(site))
 
     faults: list[Fault] = []
     for i, ev in enumerate(model.events):
@@ -254,7 +261,10 @@ def load_scenario(path: str | Path, config: str | Path | None = None) -> Scenari
             continue
         if kind is FaultKind.PRICE_SPIKE and ev.series not in series:
             issues.append(
-                at((*base, "series"), f"price_spike needs a profile id; one of: {', '.join(sorted(series))}")
+                at(
+                    (*base, "series"),
+                    f"price_spike needs a forecast series; one of: {', '.join(sorted(series))}",
+                )
             )
             continue
         if any(math.isnan(v) for v in (t0, d if d is not None else 0.0)):
@@ -279,6 +289,7 @@ def load_scenario(path: str | Path, config: str | Path | None = None) -> Scenari
         model.description,
         config_path,
         offset,
+        warmup,
         duration,
         cycle,
         plant_step,
@@ -327,26 +338,27 @@ class CountingSink:
             self.by_tag[s.tag] = self.by_tag.get(s.tag, 0) + 1
 
 
-class ProfileForecasts:
-    """Forecasts from the site's profiles (perfect foresight of the nominal series), with the plant's
-    ``forecast_overrides`` (price spikes) applied: the service's ``forecasts(now, times)`` hook."""
+class _Forecasts:
+    """The service's ``forecasts(now, times)`` hook: the site's profiles (``symtwin.runtime.wiring``, perfect
+    foresight of the nominal series) times the plant's ``forecast_overrides`` active at ``now`` (price
+    spikes), applied over the whole horizon."""
 
-    def __init__(self, profiles: Mapping[str, Any], origin: float, plant: VirtualPlant) -> None:
-        self.profiles = profiles
-        self.origin = origin
+    def __init__(self, site: Any, origin: float, plant: VirtualPlant) -> None:
+        from symtwin.runtime.wiring import ProfileForecasts
+
+        self.profiles = ProfileForecasts(site, origin)
         self.plant = plant
 
-    def __call__(self, now: float, times: Sequence[float]) -> dict[str, list[float]]:
-        tt = np.asarray(times, dtype=float)
-        out: dict[str, list[float]] = {}
-        for name, prof in self.profiles.items():
-            values = np.asarray(prof.at(tt - self.origin), dtype=float)
-            for k, t in enumerate(tt):
-                f = self.plant.forecast_overrides(now, float(t)).get(name)
-                if f is not None:
-                    values[k] *= f
-            out[name] = values.tolist()
-        return out
+    def __call__(self, now: float, times: Sequence[float]) -> Mapping[str, Sequence[float]]:
+        self.profiles.overrides = self.plant.forecast_overrides(now)
+        return self.profiles(now, times)
+
+
+def forecast_series(site: Any) -> list[str]:
+    """Names of the forecast series a ``price_spike`` may name (``price.<name>``, ``<unit>.<input>``)."""
+    from symtwin.runtime.wiring import ProfileForecasts
+
+    return sorted(ProfileForecasts(site, 0.0).series)
 
 
 class InlineController:
@@ -374,18 +386,17 @@ class InlineController:
             reset()
 
 
-def make_controller(kind: str, site: Any) -> Any:
+def make_controller(kind: str, site: Any, step_s: float = 900.0) -> Any:
     """The ControllerPort for a scenario's ``controller:`` (None for "none")."""
     if kind == "none":
         return None
     keys = {t.id: t.key for t in site.tags.values()}
     if kind == "baseline":
         try:
-            from controllers import baseline  # type: ignore[attr-defined,unused-ignore]
+            from controllers import baseline
         except ImportError as exc:
             raise ScenarioError(str(site.path), [f"controller 'baseline' is not available: {exc}"]) from None
-        factory = getattr(baseline, "from_site", None) or baseline.BaselineController.from_site
-        return InlineController(factory(site), keys)
+        return InlineController(baseline.from_site(site, step_s=step_s), keys)
     raise ScenarioError(
         str(site.path), [f"controller {kind!r} cannot run in a scenario yet (use none or baseline)"]
     )
@@ -422,6 +433,8 @@ class RunRecord:
     events: list[Event] = field(default_factory=list)
     plant_writes: list[tuple[float, str, float]] = field(default_factory=list)
     initial_setpoints: dict[str, float] = field(default_factory=dict)
+    end: float = math.inf  # clock time the run ended; writes from then on are the service's shutdown
+    aborted: str = ""  # why the run stopped before its end (plant physics failed), else empty
     samples_produced: int = 0
     samples_stored: int = 0
     samples_dropped: int = 0
@@ -449,11 +462,15 @@ async def run_scenario(
         Fault(f.kind, t0 + f.start, f.duration, f.tag, f.unit, f.series, f.factor, f.rate_si_per_s)
         for f in scenario.faults
     )
-    plant = VirtualPlant.from_site(site, start=t0, origin=origin, params=scenario.plant, faults=faults)
-    clock = ManualClock(t0)
+    # The warm-up lets the controller take the plant from its start-up state (settled at the safe values)
+    # to its own operating point; nothing before t0 counts towards the criteria except lost samples and
+    # setpoint limits, which must hold throughout.
+    t_start = t0 - scenario.warmup_s
+    plant = VirtualPlant.from_site(site, start=t_start, origin=origin, params=scenario.plant, faults=faults)
+    clock = ManualClock(t_start)
     link = DirectLink(plant)
     sink = CountingSink()
-    controller = make_controller(scenario.controller, site)
+    controller = make_controller(scenario.controller, site, scenario.control_period_s)
     params = ServiceParams(
         cycle_s=scenario.cycle_s,
         control_period_s=scenario.control_period_s,
@@ -468,7 +485,7 @@ async def run_scenario(
         writer=link,
         history=sink,
         twin=None,
-        forecasts=ProfileForecasts(site.profiles, origin, plant) if controller is not None else None,
+        forecasts=_Forecasts(site, origin, plant) if controller is not None else None,
         mode=Mode(scenario.mode),
     )
     rec = RunRecord(scenario, t0, mismatch=dict(plant.mismatch_applied))
@@ -489,7 +506,8 @@ async def run_scenario(
         )
     )
 
-    n_cycles = round(scenario.duration_s / scenario.cycle_s)
+    n_cycles = round((scenario.warmup_s + scenario.duration_s) / scenario.cycle_s)
+    n_warm = round(scenario.warmup_s / scenario.cycle_s)
     sub = max(1, round(scenario.cycle_s / scenario.plant_step_s))
     wall0 = time.perf_counter()
     last_fallback = -1
@@ -504,9 +522,8 @@ async def run_scenario(
         rec.samples_produced += len(samples)
         service.write(samples)
 
-    deliver()
-    for c in range(n_cycles):
-        now = clock.now()
+    async def _one_cycle(c: int, now: float) -> None:
+        nonlocal last_fallback, alarms, link_down
         for when, f, started in faults.transitions(now - scenario.cycle_s if c else -math.inf, now):
             if started:
                 rec.events.append(Event(when, "fault_start", f.describe(), {"fault": f.kind.value}))
@@ -516,6 +533,14 @@ async def run_scenario(
         decision = await service.cycle()
         for _ in range(3):  # let a background solve task run and finish within this cycle's time
             await asyncio.sleep(0)
+        if c < n_warm:
+            _advance(plant, clock, sub, scenario.plant_step_s, deliver)
+            return
+        if c == n_warm and n_warm > 0:
+            plant.totals = PlantTotals()
+            rec.events.append(
+                Event(now, "run", f"warm-up of {scenario.warmup_s / 3600:g} h done; recording starts")
+            )
         level = int(decision.fallback)
         if level != last_fallback:
             rec.events.append(
@@ -553,14 +578,28 @@ async def run_scenario(
         rec.unmet_w.append(float(kpi.unmet_w))
         rec.violation_k.append(float(kpi.violation_k))
         rec.pressure_violation_pa.append(float(kpi.pressure_violation_pa))
-        for _ in range(sub):
-            plant.advance_to(clock.now() + scenario.plant_step_s)
-            clock.advance(scenario.plant_step_s)
-            deliver()
+        _advance(plant, clock, sub, scenario.plant_step_s, deliver)
+
+    deliver()
+    for c in range(n_cycles):
+        now = clock.now()
+        try:
+            await _one_cycle(c, now)
+        except PlantPhysicsError as exc:
+            rec.aborted = str(exc)
+            rec.events.append(Event(exc.time, "plant_failed", f"run stopped: {exc}"))
+            break
         if progress is not None and (c + 1) / n_cycles >= next_report:
             progress((c + 1) / n_cycles, time.perf_counter() - wall0)
             next_report += 0.05
+    rec.end = clock.now()
+    n_before = len(plant.writes)
     await service.shutdown()
+    jumps = [f"{tag} -> {v:.6g}" for _, tag, v in plant.writes[n_before:]]
+    if jumps:
+        rec.events.append(
+            Event(rec.end, "shutdown", "service stopped; wrote safe values: " + ", ".join(jumps))
+        )
     rec.events.append(Event(clock.now(), "run", "scenario ends"))
     rec.events.sort(key=lambda e: e.t)
     rec.wall_s = time.perf_counter() - wall0
@@ -573,6 +612,14 @@ async def run_scenario(
     rec.violation_kh = float(plant.totals.violation_kh)
     rec.pressure_violation_bar_h = float(plant.totals.pressure_violation_bar_h)
     return rec
+
+
+def _advance(plant: VirtualPlant, clock: Any, sub: int, step_s: float, deliver: Callable[[], None]) -> None:
+    """One cycle of plant time: ``sub`` plant steps, each followed by its samples."""
+    for _ in range(sub):
+        plant.advance_to(clock.now() + step_s)
+        clock.advance(step_s)
+        deliver()
 
 
 def _origin(site: Any) -> float:
@@ -598,6 +645,17 @@ def evaluate(rec: RunRecord) -> list[Verdict]:
     """Judge a run against its scenario's criteria (only those the scenario sets)."""
     crit = rec.scenario.criteria
     out: list[Verdict] = []
+    if rec.aborted:
+        # Not a criterion anyone sets: a run that could not reach its end has failed whatever else holds.
+        out.append(
+            Verdict(
+                "run_completed",
+                False,
+                (rec.end - rec.t0) / 3600.0,
+                rec.scenario.duration_s / 3600.0,
+                f"stopped after the hours shown, of the hours planned: {rec.aborted}",
+            )
+        )
     if crit.max_unmet_demand_mwh is not None:
         out.append(
             Verdict(
@@ -668,9 +726,14 @@ def evaluate(rec: RunRecord) -> list[Verdict]:
 
 
 def setpoint_breaches(rec: RunRecord) -> list[str]:
-    """Every write the plant received that broke its tag's bounds or rate limit (from the previous value)."""
+    """Every write the plant received that broke its tag's bounds or rate limit (from the previous value).
+
+    The safe values the service writes when it stops (``Service.shutdown``) are checked against the bounds
+    only: jumping to them is that path's documented behaviour (the event log lists them).
+    """
     site = rec.scenario.site
-    last: dict[str, tuple[float, float]] = {t: (rec.t0, v) for t, v in rec.initial_setpoints.items()}
+    t_start = rec.t0 - rec.scenario.warmup_s
+    last: dict[str, tuple[float, float]] = {t: (t_start, v) for t, v in rec.initial_setpoints.items()}
     bad = []
     for t, tag, v in rec.plant_writes:
         spec = site.tags[tag]
@@ -679,7 +742,7 @@ def setpoint_breaches(rec: RunRecord) -> list[str]:
             bad.append(f"{tag} = {v:.6g} outside [{lo:.6g}, {hi:.6g}] at +{t - rec.t0:.0f} s")
         t_prev, v_prev = last.get(tag, (t, v))
         rate = spec.rate_limit_si_per_s
-        if rate and t > t_prev:
+        if rate and t_prev <= t < rec.end:
             allowed = rate * max(t - t_prev, rec.scenario.cycle_s) * (1 + 1e-9) + 1e-9
             if abs(v - v_prev) > allowed:
                 bad.append(
