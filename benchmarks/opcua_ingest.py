@@ -47,6 +47,7 @@ from tests.support.nodeopcua import NodeOpcUaServer, ensure_installed  # noqa: E
 
 INTERVAL_S = 0.1  # publishing interval [s]
 SAMPLING_S = 0.0  # requested sampling interval [s]: report on change
+PUBLISH_REQUESTS = 3  # in flight (the adapter default)
 
 
 class LatencySink:
@@ -90,6 +91,7 @@ async def run_adapter(
         tags,
         security=OpcUaSecurity(SecurityPolicy.NONE, SecurityMode.NONE),
         publishing_interval_s=INTERVAL_S,
+        publish_requests=PUBLISH_REQUESTS,
         timeouts=OpcUaTimeouts(connect_s=30, request_s=30),
     )
     sink = LatencySink()
