@@ -153,3 +153,22 @@ def test_unit_parses_as_ini() -> None:
     parser.read_string(UNIT.read_text())
     assert parser.sections() == ["Unit", "Service", "Install"]
     assert parser["Install"]["WantedBy"] == "multi-user.target"
+
+
+def test_sysusers_entry_creates_the_user(tmp_path: Path) -> None:
+    exe = shutil.which("systemd-sysusers")
+    if exe is None:
+        pytest.skip("systemd-sysusers is not installed on this machine (Debian package systemd)")
+    (tmp_path / "etc").mkdir()
+    for name in ("passwd", "group", "shadow", "gshadow"):
+        (tmp_path / "etc" / name).touch()
+    conf = tmp_path / "usr" / "lib" / "sysusers.d"
+    conf.mkdir(parents=True)
+    shutil.copy(REPO / "deploy" / "systemd" / "symtwin.sysusers", conf / "symtwin.conf")
+    done = subprocess.run(
+        [exe, f"--root={tmp_path}"], capture_output=True, text=True, timeout=30, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    fields = (tmp_path / "etc" / "passwd").read_text().strip().split(":")
+    assert fields[0] == "symtwin" and fields[5] == "/var/lib/symtwin" and fields[6] == "/usr/sbin/nologin"
+    assert int(fields[2]) < 1000, "a system user"
