@@ -20,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--application-uri",
         required=True,
-        help="ApplicationUri the client announces (adapters.opcua.security.application_uri), e.g. urn:acme:symtwin",
+        help="ApplicationUri the client announces (adapters.opcua.application_uri in the site config), e.g. urn:acme:symtwin",
     )
     parser.add_argument(
         "--hostname",

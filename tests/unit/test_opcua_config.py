@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import logging
 import os
 import stat
 from collections.abc import Sequence
@@ -271,3 +272,28 @@ def test_policy_and_mode_names_from_the_site_config() -> None:
     assert SecurityMode.parse("SignAndEncrypt") is SecurityMode.SIGN_AND_ENCRYPT
     with pytest.raises(OpcUaConfigError, match="unknown security policy"):
         SecurityPolicy.parse("Basic128Rsa15")
+
+
+def test_asyncua_transport_tracebacks_are_filtered_and_quieting_is_refcounted() -> None:
+    from adapters.opcua.client import _DropTransportTracebacks, _QuietAsyncua
+
+    flt = _DropTransportTracebacks()
+
+    def record(exc: BaseException | None) -> logging.LogRecord:
+        info = (type(exc), exc, None) if exc is not None else None
+        return logging.LogRecord("asyncua.client", logging.ERROR, __file__, 1, "Publish crashed", None, info)
+
+    assert not flt.filter(record(ConnectionError("Connection is closed")))
+    assert not flt.filter(record(TimeoutError()))
+    assert flt.filter(record(ValueError("a real bug")))  # other errors still show
+    assert flt.filter(record(None))
+
+    logger = logging.getLogger("asyncua")
+    before = logger.level
+    _QuietAsyncua.enter()
+    _QuietAsyncua.enter()
+    assert logger.level == logging.CRITICAL
+    _QuietAsyncua.leave()
+    assert logger.level == logging.CRITICAL  # another adapter is still down
+    _QuietAsyncua.leave()
+    assert logger.level == before
