@@ -128,13 +128,17 @@ class _Hub:
         self.snapshot = None
         self.current()
 
-    def step(self) -> None:
-        snap = self.source.snapshot()
-        if snap is self.snapshot or not self.seeded:
-            return
-        self.snapshot = snap
+    def prepare(self, snap: Snapshot) -> None:
+        """Feed every party's view and serialise the frames clients wait for (runs in a worker thread)."""
         for party, view in self.views.items():
             view.update(snap)
+            if self.clients[party]:
+                view.frame_event(snap)
+
+    def publish(self, snap: Snapshot) -> None:
+        """Hand the (already serialised) frames to the clients; a frame not yet sent is replaced."""
+        self.snapshot = snap
+        for party, view in self.views.items():
             clients = self.clients[party]
             if not clients:
                 continue
@@ -147,6 +151,17 @@ class _Hub:
                 c.pending = data
                 c.event.set()
 
+    def _new(self) -> Snapshot | None:
+        snap = self.source.snapshot()
+        return None if snap is self.snapshot or not self.seeded else snap
+
+    def step(self) -> None:
+        """One poll, all on the calling thread (tests)."""
+        snap = self._new()
+        if snap is not None:
+            self.prepare(snap)
+            self.publish(snap)
+
     async def run(self) -> None:
         try:
             await self.seed()
@@ -154,7 +169,11 @@ class _Hub:
             log.exception("live view: first snapshot failed")
         while not self.closing:
             try:
-                self.step()
+                snap = self._new()
+                if snap is not None:
+                    # filtering and JSON for 1,000 tags take milliseconds per party: keep them off the loop
+                    await asyncio.to_thread(self.prepare, snap)
+                    self.publish(snap)
             except Exception:  # a bad snapshot must not end the live view
                 log.exception("live view: snapshot update failed")
             await asyncio.sleep(POLL_S)

@@ -69,7 +69,7 @@ def test_page_shows_moving_sankey(live_view: LiveViewBackend, browser_context: A
     width = page.get_attribute("#sankey path.link", "stroke-width")
     assert width is not None and float(width) > 1.5
     assert page.text_content("#mode") == "auto"
-    rows = page.eval_on_selector_all("#tags tbody tr", "rs => rs.map(r => r.dataset.tag)")
+    rows = page.eval_on_selector_all("#tags tbody tr.clickable", "rs => rs.map(r => r.dataset.tag)")
     assert "factory.heat" in rows and "utility.storage.top_t" in rows and "factory.use_sp" not in rows
     # click through to a unit: measured vs estimate, tank layers, trend, plan vs actual
     page.click('#sankey .node[data-unit="hx"] rect')
@@ -166,7 +166,7 @@ def test_party_never_sees_another_partys_private_tags(
     assert "utility.town.heat" not in frame["tags"]  # shared with factory only as hourly aggregates
     assert set(frame["tags"]) == {"factory.heat", "factory.use_sp"}
     # the same user's page: its own tags, the aggregated one, nothing else
-    rows = page.eval_on_selector_all("#tags tbody tr", "rs => rs.map(r => r.dataset.tag)")
+    rows = page.eval_on_selector_all("#tags tbody tr.clickable", "rs => rs.map(r => r.dataset.tag)")
     assert sorted(rows) == ["factory.heat", "factory.use_sp", "utility.town.heat"]
     status = page.text_content('#tags tr[data-tag="utility.town.heat"] td:nth-child(7)')
     assert status == "aggregated"

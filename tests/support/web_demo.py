@@ -303,7 +303,7 @@ class DemoSource:
             alarms,
             3,
             self._cycle,
-            wall_time=now,
+            wall_time=time.time(),  # published after the build, like a service would
         )
 
 

@@ -51,41 +51,79 @@ function setupControls() {
   }
   $("unit-close").addEventListener("click", () => { state.unit = null; $("unit-panel").hidden = true; });
   $("tag-filter").addEventListener("input", filterTags);
+  let scrollQueued = false;
+  $("tags-scroll").addEventListener("scroll", () => {
+    if (scrollQueued) return;
+    scrollQueued = true;
+    requestAnimationFrame(() => { scrollQueued = false; renderWindow(); });
+  }, { passive: true });
   legend($("legend"));
 }
 
-// ------------------------------------------------------------------ tags table (keyed rows)
+// ------------------------------------------------------------------ tags table (windowed, keyed rows)
+// Only the rows in and near the scroll box exist in the DOM (about 40 whatever the tag count), so a frame
+// costs the same layout and paint with 10 or 10,000 tags; scrolling or filtering re-renders the window.
 
-const rows = new Map(); // tag id -> {tr, cells: [measured, estimate, status], last: [...]}
+const ROW_H = 21; // px; fixed by the CSS for #tags rows
+const rows = new Map(); // tag id -> {tr, value, est, status, last} for the rows currently in the DOM
+let allIds = [];
+let shownIds = [];
+let windowKey = "";
 
 function buildTagTable() {
-  const body = $("tags").querySelector("tbody");
-  body.replaceChildren();
-  rows.clear();
-  const frag = document.createDocumentFragment();
-  for (const [id, m] of Object.entries(state.meta.tags)) {
-    const tr = document.createElement("tr");
-    tr.dataset.tag = id;
-    tr.className = "clickable";
-    const cells = [id, m.owner, m.unit, "", "", m.eng_unit, ""].map((text, i) => {
-      const td = document.createElement("td");
-      td.textContent = text;
-      if (i === 3 || i === 4) td.className = "num";
-      tr.appendChild(td);
-      return td;
-    });
-    tr.addEventListener("click", () => openUnit(m.unit, id));
-    frag.appendChild(tr);
-    rows.set(id, { tr, value: cells[3], est: cells[4], status: cells[6], last: ["", "", ""] });
-  }
-  body.appendChild(frag);
-  $("tag-count").textContent = `${rows.size} visible to ${state.session.party}`;
+  allIds = Object.keys(state.meta.tags);
+  $("tag-count").textContent = `${allIds.length} visible to ${state.session.party}`;
   filterTags();
 }
 
 function filterTags() {
   const q = $("tag-filter").value.trim().toLowerCase();
-  for (const [id, r] of rows) r.tr.hidden = q !== "" && !id.toLowerCase().includes(q);
+  shownIds = q === "" ? allIds : allIds.filter((id) => id.toLowerCase().includes(q));
+  windowKey = "";
+  renderWindow();
+}
+
+function spacer(height) {
+  const tr = document.createElement("tr");
+  tr.className = "spacer";
+  const td = document.createElement("td");
+  td.colSpan = 7;
+  td.style.height = `${height}px`;
+  tr.appendChild(td);
+  return tr;
+}
+
+function makeRow(id) {
+  const m = state.meta.tags[id];
+  const tr = document.createElement("tr");
+  tr.dataset.tag = id;
+  tr.className = "clickable";
+  const cells = [id, m.owner, m.unit, "", "", m.eng_unit, ""].map((text, i) => {
+    const td = document.createElement("td");
+    td.textContent = text;
+    if (i === 3 || i === 4) td.className = "num";
+    tr.appendChild(td);
+    return td;
+  });
+  tr.addEventListener("click", () => openUnit(m.unit, id));
+  return { tr, value: cells[3], est: cells[4], status: cells[6], last: ["", "", ""] };
+}
+
+function renderWindow() {
+  const box = $("tags-scroll");
+  const first = Math.max(0, Math.floor(box.scrollTop / ROW_H) - 10);
+  const count = Math.ceil((box.clientHeight || 420) / ROW_H) + 20;
+  const ids = shownIds.slice(first, first + count);
+  const key = `${first}:${ids.length}:${shownIds.length}`;
+  if (key === windowKey) return;
+  windowKey = key;
+  const keep = new Map();
+  for (const id of ids) keep.set(id, rows.get(id) || makeRow(id));
+  rows.clear();
+  for (const [id, r] of keep) rows.set(id, r);
+  const bottom = (shownIds.length - first - ids.length) * ROW_H;
+  $("tags").querySelector("tbody").replaceChildren(spacer(first * ROW_H), ...[...keep.values()].map((r) => r.tr), spacer(bottom));
+  if (state.frame) for (const id of rows.keys()) updateRow(id, state.frame);
 }
 
 function cellTexts(id, f) {
@@ -102,14 +140,18 @@ function cellTexts(id, f) {
   return ["–", "–", state.meta.tags[id] && state.meta.tags[id].resolution === "aggregated" ? "aggregated" : "missing"];
 }
 
+function updateRow(id, f) {
+  const r = rows.get(id);
+  if (!r) return;
+  const t = cellTexts(id, f);
+  if (t[0] !== r.last[0]) r.value.textContent = t[0];
+  if (t[1] !== r.last[1]) r.est.textContent = t[1];
+  if (t[2] !== r.last[2]) { r.status.textContent = t[2]; r.status.className = `status-${t[2]}`; }
+  r.last = t;
+}
+
 function updateTagTable(f) {
-  for (const [id, r] of rows) {
-    const t = cellTexts(id, f);
-    if (t[0] !== r.last[0]) r.value.textContent = t[0];
-    if (t[1] !== r.last[1]) r.est.textContent = t[1];
-    if (t[2] !== r.last[2]) { r.status.textContent = t[2]; r.status.className = `status-${t[2]}`; }
-    r.last = t;
-  }
+  for (const id of rows.keys()) updateRow(id, f);
 }
 
 // ------------------------------------------------------------------ header and alarms
@@ -207,6 +249,15 @@ async function openUnit(unitId, tag = null) {
     body.appendChild(tr);
     unitRows.set(id, { tr, value: tds[1], est: tds[2], status: tds[4] });
   }
+  if (!Object.keys(u.tags).length) {
+    const tr = document.createElement("tr");
+    const td = document.createElement("td");
+    td.colSpan = 6;
+    td.className = "hint";
+    td.textContent = `${u.owner} shares no tag of this unit with ${state.session.party}`;
+    tr.appendChild(td);
+    body.appendChild(tr);
+  }
   const plans = $("plans");
   plans.replaceChildren();
   for (const id of Object.keys(u.plans)) {
@@ -254,6 +305,9 @@ function updateUnit(f) {
   } else box.replaceChildren();
   for (const svg of $("plans").querySelectorAll("svg[data-plan]")) {
     const p = f.plans[svg.dataset.plan];
+    const key = p ? `${p.times[0]}|${p.planned.join(",")}|${p.actual_times.length}|${p.actual.at(-1)}` : "";
+    if (key === svg.__key) continue; // plans change once per control period, not per frame
+    svg.__key = key;
     if (p) drawPlan(svg, p, f.t, state.meta.tags[svg.dataset.plan] ? state.meta.tags[svg.dataset.plan].eng_unit : "");
   }
 }

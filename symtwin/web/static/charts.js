@@ -3,9 +3,16 @@ import { el, clear, fmt, hhmm } from "./svg.js";
 
 const M = { l: 46, r: 10, t: 18, b: 22 };
 
+// Sizes are read once per chart (and again after a window resize): reading clientWidth after the frame's
+// DOM writes would force a synchronous layout of the whole page, 1,000-row table included.
+let generation = 0;
+window.addEventListener("resize", () => { generation++; });
+
 function frame(svg) {
-  const w = svg.clientWidth || 480;
-  const h = svg.clientHeight || 200;
+  if (!svg.__size || svg.__size.gen !== generation) {
+    svg.__size = { w: svg.clientWidth || 480, h: svg.clientHeight || 200, gen: generation };
+  }
+  const { w, h } = svg.__size;
   svg.setAttribute("viewBox", `0 0 ${w} ${h}`);
   clear(svg);
   return { w, h };
