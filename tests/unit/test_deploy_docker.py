@@ -209,3 +209,49 @@ def test_image_gets_every_runtime_data_file() -> None:
             if not any(_glob_regex(p).fullmatch(rel) for p in package_data.get(top, [])):
                 missing.append(f"{top}/{rel}")
     assert missing == [], f"not in the wheel (pyproject [tool.setuptools.package-data]): {missing}"
+
+
+@pytest.mark.parametrize(("status", "healthy"), [(200, True), (503, False), (None, False)])
+def test_healthcheck_probe_exit_code(
+    instructions: list[tuple[str, str]], status: int | None, healthy: bool
+) -> None:
+    """The probe as Docker runs it: 0 for 200 from /healthz, non-zero for 503 or nothing listening."""
+    import http.server
+    import os
+    import socket
+    import threading
+
+    health = next(args for word, args in instructions if word == "HEALTHCHECK")
+    code = json.loads(health[health.index("CMD") + 3 :].strip())[2]
+    seen: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append(self.path)
+            self.send_response(status or 500)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = None
+    if status is None:
+        with socket.socket() as s:  # a port nothing listens on
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+    else:
+        server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+        port = server.server_address[1]
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        done = subprocess.run([sys.executable, "-S", "-c", code], env={**os.environ, "SYMTWIN_PORT": str(port)},
+                              capture_output=True, timeout=30, check=False)  # fmt: skip
+    finally:
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+    assert (done.returncode == 0) == healthy, done.stderr
+    if status is not None:
+        assert seen == ["/healthz"]
