@@ -2,12 +2,13 @@
 
 from adapters.mqtt.client import ConnectRefused, MqttAdapter, SubscribeRefused
 from adapters.mqtt.config import MqttConfig, SetpointBinding
-from adapters.mqtt.jsonpayload import JsonField, TimestampUnit, decode_json
+from adapters.mqtt.jsonpayload import JsonDecoder, JsonField, TimestampUnit, decode_json
 from adapters.mqtt.router import MqttRouter
 from adapters.mqtt.sparkplug import MetricKey, SparkplugHost, decode_payload, encode_payload, metric_key
 
 __all__ = [
     "ConnectRefused",
+    "JsonDecoder",
     "JsonField",
     "MetricKey",
     "MqttAdapter",
