@@ -79,6 +79,7 @@ class MqttAdapter:
         self._reconnects = 0
         self._refusal: str | None = None
         self._stopping = False
+        self._connect_failing = False
         self._ready: asyncio.Future[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._client = self._make_client()
@@ -102,6 +103,7 @@ class MqttAdapter:
         c.max_queued_messages_set(cfg.max_queued_commands)
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
+        c.on_connect_fail = self._on_connect_fail
         c.on_subscribe = self._on_subscribe
         c.on_message = self._on_message
         return c
@@ -178,6 +180,7 @@ class MqttAdapter:
             return
         with self._lock:
             self._connected = True
+            self._connect_failing = False
             self._refusal = None
             lost_at = self._lost_at
             self._lost_at = None
@@ -200,6 +203,19 @@ class MqttAdapter:
             # With a session present the broker still holds our subscriptions; its SUBACK may queue
             # behind a large backlog of messages kept for us, so do not make start() wait for it.
             self._signal(None)
+
+    def _on_connect_fail(self, client: paho.Client, userdata: Any) -> None:
+        # TCP or TLS failure before any CONNACK (broker down, certificate not trusted): paho retries.
+        with self._lock:
+            first = not self._connect_failing
+            self._connect_failing = True
+        if first:
+            log.warning(
+                "MQTT broker %s:%s unreachable or TLS handshake failed; retrying every %s s at most",
+                self._cfg.host,
+                self._cfg.port,
+                self._cfg.reconnect_max_s,
+            )
 
     def _on_subscribe(
         self, client: paho.Client, userdata: Any, mid: int, reason_codes: list[ReasonCode], properties: Any

@@ -2,6 +2,9 @@ from __future__ import annotations
 
 import json
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from adapters.base import DeadLetter
 from adapters.mqtt.jsonpayload import JsonField
 from adapters.mqtt.router import MqttRouter
@@ -97,3 +100,30 @@ def test_filter_coverage() -> None:
     assert not filter_covers("site/+", "site/#")
     assert not filter_covers("site/hx1", "site/hx2")
     assert not filter_covers("site/hx1/x", "site/hx1")
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(
+                [
+                    "site/hx1",
+                    "site/other",
+                    "spBv1.0/park/NBIRTH/chp",
+                    "spBv1.0/park/NDATA/chp",
+                    "spBv1.0/x",
+                    "#",
+                ]
+            ),
+            st.binary(max_size=120),
+        ),
+        max_size=6,
+    )
+)
+def test_fuzz_router_never_raises(messages: list[tuple[str, bytes]]) -> None:
+    r = router(max_payload_bytes=100)
+    for topic, payload in messages:
+        out = r.handle(topic, payload, RX)
+        assert all(d.reason for d in out.dead_letters)
+    assert r.snapshot().get("messages", 0) == len(messages)
