@@ -78,7 +78,7 @@ def hard_cycles(cycles: int, period: float, seed: int = 7) -> dict[str, object]:
     deadline = 0.8 * period
     limits = [SetpointLimits(t, 0.0, 1.0, 0.01, 0.3) for t in TAGS]
     sup = Supervisor(SupervisorConfig(limits, control_period_s=period), mode=Mode.AUTO)
-    durations, not_ready = [], 0
+    durations, solve_times, over, not_ready = [], [], [], 0
     # workers import this script as __main__ (forkserver preload) to find HardCase
     with DeadlineRunner(HardCase, preload=["__main__", "numpy"]) as runner:
         t_next = time.monotonic()
@@ -86,8 +86,12 @@ def hard_cycles(cycles: int, period: float, seed: int = 7) -> dict[str, object]:
             t0 = time.monotonic()
             req = ControlRequest({"case": float(case), "deadline": deadline}, {}, float(k) * period)
             res = runner.solve(req, deadline)
+            t_solve = time.monotonic() - t0
             sup.decide(float(k) * period, res, True, {t: 0.3 for t in TAGS})
             durations.append(time.monotonic() - t0)
+            solve_times.append(t_solve)
+            if durations[-1] > period:
+                over.append(f"{names[case]}: cycle {durations[-1]:.3f} s, solve {t_solve:.3f} s, {res.status.value}")
             not_ready += "no controller worker ready" in res.message
             t_next += period
             time.sleep(max(0.0, t_next - time.monotonic()))
@@ -101,6 +105,8 @@ def hard_cycles(cycles: int, period: float, seed: int = 7) -> dict[str, object]:
         "p99_cycle_s": float(np.quantile(d, 0.99)),
         "median_cycle_s": float(np.median(d)),
         "cycles_over_period": int((d > period).sum()),
+        "max_solve_call_s": float(max(solve_times)),
+        "over_period_detail": over,
         "case_counts": {n: int((draws == i).sum()) for i, n in enumerate(names)},
         "timeouts": stats.timeouts,
         "errors": stats.errors,

@@ -28,6 +28,7 @@ import dataclasses
 import logging
 import math
 import multiprocessing as mp
+import os
 import signal
 import time
 import traceback
@@ -51,9 +52,13 @@ class RunnerClosed(RuntimeError):
     """solve() called on a closed DeadlineRunner."""
 
 
-def _worker_main(conn: Connection, factory: ControllerFactory) -> None:
+def _worker_main(conn: Connection, factory: ControllerFactory, nice: int = 0) -> None:
     """Worker process: build the controller, then answer step requests until told to stop."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when workers stop
+    if nice > 0:
+        # The control loop must win the CPU over a solver that runs long (or hangs until killed).
+        with contextlib.suppress(OSError):
+            os.nice(nice)
     try:
         controller = factory()
     except BaseException as exc:
@@ -144,6 +149,8 @@ class DeadlineRunner:
     preload: modules the forkserver imports once (only before the first forkserver start in this
         process; the forkserver is shared by the whole process).
     spare: keep a pre-started spare worker (hides the restart cost after a timeout).
+    worker_nice: niceness added to the workers, so a long or hung solve cannot starve the control
+        loop of CPU (0 keeps the parent's priority).
     """
 
     def __init__(
@@ -153,6 +160,7 @@ class DeadlineRunner:
         start_method: str = "forkserver",
         preload: Sequence[str] = (),
         spare: bool = True,
+        worker_nice: int = 5,
     ) -> None:
         if start_method not in ("forkserver", "spawn"):
             raise ValueError(f"start_method must be 'forkserver' or 'spawn', got {start_method!r}")
@@ -161,6 +169,7 @@ class DeadlineRunner:
         if start_method == "forkserver":
             self._ctx.set_forkserver_preload(["controllers.deadline", *preload])
         self._use_spare = spare
+        self._nice = worker_nice
         self._active: _Worker | None = None
         # The spare is launched in a background thread: starting a process (and, for spawn, a whole
         # interpreter) must not sit in a control cycle after a timeout.
@@ -318,7 +327,7 @@ class DeadlineRunner:
     def _launch(self) -> _Worker:
         parent, child = self._ctx.Pipe(duplex=True)
         process_cls: Any = self._ctx.Process  # type: ignore[attr-defined]  # not in BaseContext's stubs
-        proc = process_cls(target=_worker_main, args=(child, self._factory), daemon=True)
+        proc = process_cls(target=_worker_main, args=(child, self._factory, self._nice), daemon=True)
         started = time.monotonic()
         proc.start()
         child.close()

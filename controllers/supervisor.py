@@ -360,7 +360,8 @@ class Supervisor:
         if proposal is None:
             return "no new result"
         if not proposal.status.usable:
-            why = f"solve {proposal.status.value}: {proposal.message}"
+            first_line = proposal.message.splitlines()[0] if proposal.message else ""
+            why = f"solve {proposal.status.value}: {first_line}"
             alarms.append(Alarm(AlarmCode.SOLVE_FAILED, why))
             return why
         if not proposal.usable:
