@@ -288,8 +288,8 @@ class Supervisor:
                 if st.failures >= cfg.failures_to_degrade and not st.degraded:
                     st.degraded, reset_warm_start = True, True
                     log.error("supervisor degraded after %d consecutive failures: %s", st.failures, failure)
-                if st.degraded:
-                    alarms.append(Alarm(AlarmCode.DEGRADED, f"{st.failures} consecutive failures: {failure}"))
+            if st.degraded:  # raised every cycle while it lasts, so it does not flicker between solves
+                alarms.append(Alarm(AlarmCode.DEGRADED, f"{st.failures} consecutive failures: {failure}"))
 
         # Between solves (no new result, none failed since the last good one) following the plan is
         # normal operation; after a failure it is the first fallback.

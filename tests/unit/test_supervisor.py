@@ -120,6 +120,8 @@ def test_degraded_after_three_failures_resets_warm_start_once() -> None:
         flags.append((d.degraded, d.reset_warm_start))
     assert flags == [(False, False), (False, False), (True, True), (True, False), (True, False)]
     assert any(a.code is AlarmCode.DEGRADED for a in d.alarms)
+    d = sup.decide(5.5 * PERIOD, None, True)  # between solves the alarm stays up
+    assert d.degraded and any(a.code is AlarmCode.DEGRADED for a in d.alarms)
     d = sup.decide(6 * PERIOD, ok(0.5, 0.0, now=6 * PERIOD), True)
     assert not d.degraded and d.consecutive_failures == 0 and d.fallback is FallbackLevel.NONE
 
