@@ -28,7 +28,7 @@ from typing import Any
 
 from aiohttp import web
 
-from symtwin.governance.policy import SharingPolicy
+from symtwin.governance.policy import ShareRecorder, SharingPolicy
 from symtwin.runtime.metrics import Metrics
 from symtwin.runtime.state import ServiceControl, Snapshot, SnapshotSource
 from symtwin.web.auth import LoginLimiter, Session, SessionStore, User, users_from_config, verify_user
@@ -93,11 +93,13 @@ class _Hub:
         views: Mapping[str, PartyView],
         history: HistoryReader | None,
         metrics: Metrics,
+        recorder: ShareRecorder | None = None,
     ) -> None:
         self.source = source
         self.views = views
         self.history = history
         self.metrics = metrics
+        self.recorder = recorder
         self.clients: dict[str, set[_Client]] = {p: set() for p in views}
         self.snapshot: Snapshot | None = None
         self.closing = False
@@ -150,6 +152,16 @@ class _Hub:
                     self.metrics.inc("web_frames_dropped", "live-view frames dropped for slow clients")
                 c.pending = data
                 c.event.set()
+            self.record(party, [snap.time], snap.time)
+
+    def record(self, party: str, times: list[float], now: float) -> None:
+        """Audit that ``party`` received other parties' data (the auditor coalesces per period)."""
+        foreign = self.views[party].foreign
+        if self.recorder is not None and foreign and times:
+            try:
+                self.recorder.shared(party, "live", foreign, times, now)
+            except Exception:  # an audit-log failure is logged, never stops the live view
+                log.exception("live view: recording a share with %s failed", party)
 
     def _new(self) -> Snapshot | None:
         snap = self.source.snapshot()
@@ -205,12 +217,14 @@ def create_app(
     health: Callable[[], tuple[bool, Mapping[str, Any]]] | None = None,
     web_config: WebConfig | None = None,
     site_info: SiteInfo | None = None,
+    recorder: ShareRecorder | None = None,
 ) -> web.Application:
     """The live view for ``site`` (a :class:`symtwin.config.LoadedSite`).
 
     ``policy`` defaults to the site's sharing policy; ``clock`` (wall time) drives session expiry and
     the login limiter; ``health`` answers ``/healthz`` (ok, details); ``web_config`` overrides the
-    users and session TTL from ``site.config.web``.
+    users and session TTL from ``site.config.web``; ``recorder`` (a
+    :class:`symtwin.governance.audit.ShareAuditor`) records every delivery of other parties' data.
     """
     if policy is None:
         from symtwin.commands.governance import policy_from_site
@@ -222,7 +236,7 @@ def create_app(
             raise ValueError(f"web user {u.name!r}: unknown party {u.party!r}")
     info = site_info if site_info is not None else SiteInfo.from_site(site)
     views = {p: PartyView(p, policy, info) for p in policy.party_ids}
-    hub = _Hub(snapshots, views, history, metrics)
+    hub = _Hub(snapshots, views, history, metrics, recorder)
     sessions = SessionStore(cfg.session_ttl_s, clock)
     limiter = LoginLimiter(clock=clock)
     tag_specs = dict(getattr(site, "tags", {}) or {})
@@ -335,18 +349,21 @@ def create_app(
         return web.json_response(view.meta(snap))
 
     async def api_snapshot(request: web.Request) -> web.StreamResponse:
-        _, view, snap = _view(request)
+        s, view, snap = _view(request)
+        hub.record(s.user.party, [snap.time], snap.time)
         return web.json_response(view.frame(snap))
 
     async def api_unit(request: web.Request) -> web.StreamResponse:
-        _, view, snap = _view(request)
+        s, view, snap = _view(request)
         unit = view.unit(snap, request.match_info["unit"])
         if unit is None:
             return _error(404, "no such unit")
+        if any(view.policy.owner_of(t) != s.user.party for t in unit["tags"]):
+            hub.record(s.user.party, [snap.time], snap.time)
         return web.json_response(unit)
 
     async def api_trend(request: web.Request) -> web.StreamResponse:
-        _, view, snap = _view(request)
+        s, view, snap = _view(request)
         tag = request.query.get("tag", "")
         try:
             hours = float(request.query.get("hours", "6"))
@@ -362,6 +379,8 @@ def create_app(
         result = await asyncio.to_thread(trend, view, history, tag, tv.eng_unit, snap.time, hours)
         if result is None:
             return _error(404, "no such tag")
+        if tv.owner != s.user.party and result["points"]:
+            hub.record(s.user.party, [p[0] for p in result["points"]], snap.time)
         result["eng_unit"] = tv.eng_unit
         return web.json_response(result)
 

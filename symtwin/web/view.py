@@ -125,6 +125,8 @@ class PartyView:
             if r.kind is ResolutionKind.AGGREGATED and r.interval_s
         }
         self._filter = StreamFilter.from_grants((), self.agg_interval)
+        # other parties' tags this party receives, with their resolution label (for the share audit)
+        self.foreign = {t: r.label for t, r in self.grants.items() if policy.owner_of(t) != party}
         self._last_fed: dict[str, float] = {}
         self.aggregates: dict[
             str, tuple[float, float, float, float]

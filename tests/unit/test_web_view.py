@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Iterable, Mapping
 
 from adapters.base import Sample
 from symtwin.governance.policy import Party, Resolution, SharingRule, TagGroup, TagInfo, build_policy
@@ -211,3 +212,29 @@ async def test_slow_client_keeps_only_the_latest_frame() -> None:
     hub.step()  # no new snapshot: nothing to send
     assert client.dropped == 49
     await asyncio.sleep(0)
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, dict[str, str], list[float]]] = []
+
+    def shared(
+        self, recipient: str, channel: str, tags: Mapping[str, str], times: Iterable[float], now: float
+    ) -> None:
+        self.calls.append((recipient, channel, dict(tags), list(times)))
+
+
+def test_deliveries_of_foreign_data_are_recorded() -> None:
+    source = Source()
+    rec = Recorder()
+    hub = _Hub(source, {p: PartyView(p, POLICY, SITE) for p in ("a", "b")}, None, Metrics(), rec)
+    hub.seeded = True
+    hub.current()
+    hub.clients["a"].add(_Client(Session("s1", User("u", "a", "viewer", "x"), "c", 0.0, 1e12)))
+    source.advance()
+    hub.step()
+    assert rec.calls == []  # a receives only its own data
+    hub.clients["b"].add(_Client(Session("s2", User("v", "b", "viewer", "x"), "c", 0.0, 1e12)))
+    source.advance()
+    hub.step()
+    assert rec.calls == [("b", "live", {"a.pub": "raw", "a.agg": "aggregated 1min"}, [source.t])]
