@@ -199,7 +199,12 @@ def _from_pydantic(err: Any, located: Located) -> Issue:
     if kind == "missing":
         return Issue(loc, "required field is missing", f"add '{loc[-1]}:' here", located.where(loc[:-1]) or None)
     expected = msg[0].lower() + msg[1:] if msg else kind
-    return Issue(loc, f"{expected} (got {err.get('input')!r})", "see `symtwin schema` for this field", located.where(loc))
+    # Never echo what was written in a secret's place: the message ends up in logs and the journal.
+    got = "" if any(str(p) in _SECRET_FIELDS for p in loc) else f" (got {err.get('input')!r})"
+    return Issue(loc, f"{expected}{got}", "see `symtwin schema` for this field", located.where(loc))
+
+
+_SECRET_FIELDS = {"password", "token", "password_hash"}
 
 
 _SAFE_FUNCS: dict[str, Callable[..., float]] = {

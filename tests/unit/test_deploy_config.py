@@ -66,11 +66,6 @@ def test_plain_text_secret_is_refused(
     assert "plain text" in err and "{credential: NAME}" in err
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="symtwin/config/site.py _from_pydantic appends (got <input>) to every value error, so the refusal "
-    "prints the secret it refuses (into the journal); the lead owns that file",
-)
 def test_refusal_does_not_echo_the_secret(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = _site_with_example(tmp_path, EXAMPLE.replace(PLAIN[0][1], PLAIN[0][2]))
     code, err = _validate(path, capsys)

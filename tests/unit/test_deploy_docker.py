@@ -184,12 +184,6 @@ def _glob_regex(pattern: str) -> re.Pattern[str]:
     return re.compile(out)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="pyproject.toml package-data has 'web/*', which matches no file in symtwin/web/static/: the wheel, "
-    "and so the image and a bare-metal `pip install .`, lack the live view's page (fix: 'web/static/*'; "
-    "then drop this marker)",
-)
 def test_image_gets_every_runtime_data_file() -> None:
     """The image installs the wheel, not the tree: every non-Python file the packages need is package data."""
     import tomllib
