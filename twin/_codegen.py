@@ -162,8 +162,9 @@ def _advance(x, t0, h, nsteps, t_a, t_b, ua, ub, p, Lp, Li, Lx, Up, Ui, Ux, perm
     for s in range(nsteps):
         t = t0 + s * h
         inputs(t + hg, t_a, t_b, ua, ub, u)
+        # predictor: the first stage starts from the last step's end slope (one Newton iteration less)
         for i in range(n):
-            X[i] = x[i]
+            X[i] = x[i] + hg * k2[i] if s > 0 else x[i]
         it1 = stage(t + hg, x, hg, u, X, p, Lp, Li, Lx, Up, Ui, Ux, perm_r, perm_c, k1, y, b1, res, d, z,
                     rtol, atol, maxit)
         if it1 < 0:
