@@ -176,9 +176,14 @@ async def main_async(items: int, seconds: float, small_items: int) -> None:
             "baseline_notifications_per_s": base["notifications_per_s"],
             "baseline_p99_latency_s": base["p99_latency_s"],
             "baseline_cpu_pct": base["cpu_pct"],
+            # CPU per notification is the figure least distorted by other load on the machine.
+            "cpu_us_per_notification": 1e4 * ours["cpu_pct"] / ours["notifications_per_s"],
+            "baseline_cpu_us_per_notification": 1e4 * base["cpu_pct"] / base["notifications_per_s"],
             "notifications_ratio_vs_baseline": ours["notifications_per_s"] / base["notifications_per_s"],
             "cpu_ratio_vs_baseline": ours["cpu_pct"] / base["cpu_pct"],
             "p99_ratio_vs_baseline": ours["p99_latency_s"] / base["p99_latency_s"],
+            "cpu_per_notification_ratio_vs_baseline": (ours["cpu_pct"] / ours["notifications_per_s"])
+            / (base["cpu_pct"] / base["notifications_per_s"]),
             "small_items": small_items,
             "small_notifications_per_s": small.get("notifications_per_s", float("nan")),
             "small_p99_latency_s": small.get("p99_latency_s", float("nan")),
