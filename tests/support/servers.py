@@ -5,6 +5,7 @@ Each server runs from its Debian binary with a temporary data directory and is s
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import socket
@@ -61,7 +62,9 @@ class Mosquitto:
             body = f"listener {self.port} 127.0.0.1\nallow_anonymous true\n{self.extra_config}"
         else:
             body = self.extra_config
-        conf.write_text(f"persistence false\nlog_dest file {self.workdir / 'mosquitto.log'}\n{body}\n")
+        # As root, mosquitto drops to user "mosquitto", which cannot read pytest's private temp folders.
+        user = "user root\n" if os.geteuid() == 0 and "\nuser " not in f"\n{body}" else ""
+        conf.write_text(f"persistence false\nlog_dest file {self.workdir / 'mosquitto.log'}\n{user}{body}\n")
         binary = find_binary("mosquitto", "/usr/sbin/mosquitto")
         self.proc = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
