@@ -238,6 +238,10 @@ class BlackholeProxy:
     def blackhole(self) -> None:
         self._blackholed = True
 
+    def reset(self) -> None:
+        """Abort every relayed connection (a router reboot, a server-side RST); new ones still pass."""
+        self._reset_all()
+
     def restore(self) -> None:
         self._blackholed = False
         for w in self._held:

@@ -291,6 +291,45 @@ async def test_server_restart_recovers_with_one_log_line_each_way(
         await adapter.stop()
 
 
+async def test_link_reset_recovers_through_asyncua_reconnect(server: OpcUaTestServer) -> None:
+    """A dropped TCP link: asyncua's auto_reconnect re-activates the session and our subscription lives on."""
+    sink = ListSink()
+    async with BlackholeProxy(server.port) as proxy:
+        endpoint = f"opc.tcp://127.0.0.1:{proxy.port}/symtwin"
+        cfg = config(endpoint, typed_tags(server), watchdog_period_s=0.2, reconnect_hang_s=30.0)
+        adapter = OpcUaAdapter(cfg, sink)
+        await adapter.start()
+        try:
+            await wait_until(lambda: len(sink.samples) >= 4)
+            proxy.reset()
+            await wait_until(lambda: not adapter.connected, timeout_s=5)
+            await wait_until(lambda: adapter.connected, timeout_s=10)
+            await server.set("Double", 55.0)
+            await wait_until(lambda: any(s.value == 55.0 for s in sink.samples), timeout_s=5)
+            assert adapter.stats.fresh_clients == 0  # asyncua's own reconnect did it
+            assert adapter.stats.resubscriptions == 0  # the server still had the session's subscription
+        finally:
+            await adapter.stop()
+
+
+async def test_restart_within_asyncua_reconnect_resubscribes(server: OpcUaTestServer) -> None:
+    """The server comes back without our session: asyncua reconnects, the adapter re-creates the items."""
+    sink = ListSink()
+    cfg = config(server.endpoint, typed_tags(server), watchdog_period_s=0.2, reconnect_hang_s=30.0)
+    adapter = OpcUaAdapter(cfg, sink)
+    await adapter.start()
+    try:
+        await wait_until(lambda: len(sink.samples) >= 4)
+        await server.restart()
+        await server.set("Double", 66.0)
+        await wait_until(lambda: any(s.value == 66.0 for s in sink.samples), timeout_s=15)
+        assert adapter.stats.fresh_clients == 0
+        assert adapter.stats.resubscriptions == 1
+        assert adapter.stats.monitored_items == 4
+    finally:
+        await adapter.stop()
+
+
 @pytest.mark.parametrize(
     "outage_s",
     [3.0, pytest.param(120.0, marks=pytest.mark.slow, id="120s")],  # the reliability issue's 120 s case
