@@ -297,3 +297,12 @@ def test_asyncua_transport_tracebacks_are_filtered_and_quieting_is_refcounted() 
     assert logger.level == logging.CRITICAL  # another adapter is still down
     _QuietAsyncua.leave()
     assert logger.level == before
+
+
+def test_adapter_speaks_the_shared_protocols() -> None:
+    from adapters.base import SetpointWriter, Source
+
+    ad = OpcUaAdapter(OpcUaConfig("opc.tcp://127.0.0.1:1", (), security=NONE), ListSink())
+    assert isinstance(ad, Source)
+    assert isinstance(ad, SetpointWriter)
+    assert list(ad.dead_letters()) == []
