@@ -5,7 +5,8 @@ demo snapshot source (tests/support/web_demo.py) with 1,000 synthetic tags on to
 one snapshot every 0.5 s. The page records, per pushed frame, the delay from the snapshot's publication
 (wall clock, same machine) to its arrival in the page, and the time its handler spends updating the DOM.
 Side by side in the same run: the same page with only the demo's own 7 tags (baseline), reported as
-ratios. Server side: time to filter and serialise one party's frame, and its size.
+ratios. Chromium's own counters give the page's main-thread time per frame (script, style, layout,
+paint). Server side: time to filter and serialise one party's frame, and its size.
 
 Usage: .venv/bin/python benchmarks/live_view.py [--seconds 20] [--tags 1000]
 """
@@ -62,6 +63,9 @@ def run_page(n_tags: int, seconds: float, workdir: Path) -> dict[str, Any]:
                    window.__symtwin.delays.length = 0; window.__symtwin.handleMs.length = 0;
                    window.__f0 = window.__symtwin.frames; }"""
             )
+            cdp = ctx.new_cdp_session(page)
+            cdp.send("Performance.enable")
+            m0 = {m["name"]: m["value"] for m in cdp.send("Performance.getMetrics")["metrics"]}
             t0 = time.monotonic()
             time.sleep(seconds / 2)
             # an operator action while frames stream in: filter the table, open a unit from a row
@@ -72,6 +76,7 @@ def run_page(n_tags: int, seconds: float, workdir: Path) -> dict[str, Any]:
             click_ms = (time.perf_counter() - c0) * 1000
             time.sleep(max(0.0, seconds - (time.monotonic() - t0)))
             elapsed = time.monotonic() - t0
+            m1 = {m["name"]: m["value"] for m in cdp.send("Performance.getMetrics")["metrics"]}
             st = page.evaluate(
                 "() => ({d: window.__symtwin.delays, h: window.__symtwin.handleMs, "
                 "n: window.__symtwin.frames - window.__f0, long: window.__long, "
@@ -80,7 +85,11 @@ def run_page(n_tags: int, seconds: float, workdir: Path) -> dict[str, Any]:
         finally:
             ctx.close()
     delays_ms = [d * 1000 for d in st["d"]]
+    n = max(1, st["n"])
     return {
+        # all main-thread work of the page (script, style, layout, paint) per received frame
+        "browser_task_ms_per_frame": (m1["TaskDuration"] - m0["TaskDuration"]) * 1000 / n,
+        "browser_layout_ms_per_frame": (m1["LayoutDuration"] - m0["LayoutDuration"]) * 1000 / n,
         "rows": st["rows"],
         "frames_per_s": st["n"] / elapsed,
         "delay_ms_p50": pct(delays_ms, 0.5),

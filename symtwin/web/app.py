@@ -43,6 +43,7 @@ COOKIE = "symtwin_session"
 MODES = ("off", "shadow", "auto")
 POLL_S = 0.1  # how often the pump looks for a new snapshot: bounds the added push delay
 KEEPALIVE_S = 15.0
+REPEAT_S = 1.0  # a frame at least this often, even when the service publishes more slowly
 WRITE_TIMEOUT_S = 10.0  # a client that accepts nothing for this long is disconnected
 MAX_TREND_HOURS = 48.0
 
@@ -179,6 +180,7 @@ class _Hub:
             await self.seed()
         except Exception:
             log.exception("live view: first snapshot failed")
+        last_push = time.monotonic()
         while not self.closing:
             try:
                 snap = self._new()
@@ -186,6 +188,12 @@ class _Hub:
                     # filtering and JSON for 1,000 tags take milliseconds per party: keep them off the loop
                     await asyncio.to_thread(self.prepare, snap)
                     self.publish(snap)
+                    last_push = time.monotonic()
+                elif self.snapshot is not None and time.monotonic() - last_push >= REPEAT_S:
+                    # the service published nothing new: repeat the last frame so the page still hears
+                    # from us at >= 1 Hz (its age shows in the frame's "wall" time)
+                    self.publish(self.snapshot)
+                    last_push = time.monotonic()
             except Exception:  # a bad snapshot must not end the live view
                 log.exception("live view: snapshot update failed")
             await asyncio.sleep(POLL_S)

@@ -265,3 +265,14 @@ async def test_session_expiry_and_logout(tmp_path: Path) -> None:
             assert (await c.post("/logout", {}))[0] == 200
             async with http.get(b.url + "/api/snapshot") as r:
                 assert r.status == 401
+
+
+async def test_frames_repeat_at_1_hz_when_the_service_publishes_slowly(tmp_path: Path) -> None:
+    with serve_demo(workdir=tmp_path, period_s=10.0) as b:
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+            c = Client(b, http)
+            await c.login("factory_vi")
+            frames = [e for name, e in await read_events(http, b.url, 3.3) if name == "frame"]
+    assert len(frames) >= 3
+    assert len({f["cycle"] for f in frames}) == 1  # the same snapshot, repeated (the page shows its age)
+    assert time.time() - frames[-1]["wall"] >= 2.0

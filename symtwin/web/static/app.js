@@ -276,8 +276,11 @@ function updateUnit(f) {
   if (!u) return;
   for (const [id, r] of unitRows) {
     const t = cellTexts(id, f);
-    r.value.textContent = t[0]; r.est.textContent = t[1];
-    r.status.textContent = t[2]; r.status.className = `status-${t[2]}`;
+    const last = r.last || ["", "", ""];
+    if (t[0] !== last[0]) r.value.textContent = t[0];
+    if (t[1] !== last[1]) r.est.textContent = t[1];
+    if (t[2] !== last[2]) { r.status.textContent = t[2]; r.status.className = `status-${t[2]}`; }
+    r.last = t;
   }
   const st = f.states[u.id];
   const box = $("unit-states");
