@@ -80,6 +80,9 @@ class PlantTag:
     eng_offset: float = 0.0
     node_id: str | None = None
     data_type: str = "Double"
+    mqtt_topic: str | None = None
+    mqtt_pointer: str = "/value"
+    mqtt_timestamp_pointer: str | None = "/ts"
 
     def to_eng(self, value_si: float) -> float:
         return (value_si - self.eng_offset) / self.eng_factor
@@ -424,6 +427,7 @@ def plant_tags(site: Any) -> list[PlantTag]:
         offset = t.to_si(0.0)
         factor = t.to_si(1.0) - offset
         opc = getattr(t.binding, "opcua", None)
+        mqtt = getattr(t.binding, "mqtt", None)
         out.append(
             PlantTag(
                 id=t.id,
@@ -436,6 +440,9 @@ def plant_tags(site: Any) -> list[PlantTag]:
                 eng_offset=offset,
                 node_id=opc.node_id if opc is not None else None,
                 data_type=opc.data_type if opc is not None else "Double",
+                mqtt_topic=mqtt.topic if mqtt is not None and mqtt.format == "json" else None,
+                mqtt_pointer=mqtt.pointer if mqtt is not None else "/value",
+                mqtt_timestamp_pointer=mqtt.timestamp_pointer if mqtt is not None else "/ts",
             )
         )
     return out
