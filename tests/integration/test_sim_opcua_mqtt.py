@@ -7,9 +7,10 @@ import json
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
-from paho.mqtt.client import CallbackAPIVersion, Client
+from paho.mqtt.client import CallbackAPIVersion, Client, MQTTMessage
 
 from sim.mqtt import PlantMqttPublisher
 from sim.plant import PlantParams, VirtualPlant
@@ -43,7 +44,7 @@ async def test_measurements_are_published_as_json_and_commands_set_the_plant(
     site = load_site(mqtt_site(tmp_path))
     clock = RealClock()
     plant = VirtualPlant.from_site(site, start=clock.now(), params=PlantParams(settle_s=600.0, noise=False))
-    got: list[dict[str, float]] = []
+    got: list[dict[str, Any]] = []
     ready = threading.Event()
     sub = Client(CallbackAPIVersion.VERSION2, client_id="test-sub")
     sub.on_connect = lambda c, *_: (c.subscribe("park/#", qos=1), ready.set())
