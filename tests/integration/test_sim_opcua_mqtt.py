@@ -47,10 +47,17 @@ async def test_measurements_are_published_as_json_and_commands_set_the_plant(
     got: list[dict[str, Any]] = []
     ready = threading.Event()
     sub = Client(CallbackAPIVersion.VERSION2, client_id="test-sub")
-    sub.on_connect = lambda c, *_: (c.subscribe("park/#", qos=1), ready.set())
-    sub.on_message = lambda _c, _u, m: (
-        got.append(json.loads(m.payload)) if m.topic == "park/factory/heat" else None
-    )
+
+    def on_connect(client: Client, *_: Any) -> None:
+        client.subscribe("park/#", qos=1)
+        ready.set()
+
+    def on_message(_client: Client, _userdata: Any, msg: MQTTMessage) -> None:
+        if msg.topic == "park/factory/heat":
+            got.append(json.loads(msg.payload))
+
+    sub.on_connect = on_connect
+    sub.on_message = on_message
     sub.connect(mosquitto.host, mosquitto.port)
     sub.loop_start()
     publisher = PlantMqttPublisher(
