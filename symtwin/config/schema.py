@@ -277,7 +277,10 @@ class OpcUaAdapter(Strict):
     username: str | None = None
     password: SecretField = None
     timeout: QuantityText = "5 s"
-    watchdog_period: QuantityText = "5 s"
+    watchdog_period: QuantityText = "1 s"
+    reconnect_hang: QuantityText = Field(
+        default="8 s", description="build a fresh client when a reconnect has not recovered for this long"
+    )
 
     @model_validator(mode="after")
     def _insecure_explicit(self) -> OpcUaAdapter:

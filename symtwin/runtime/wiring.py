@@ -73,6 +73,9 @@ def opcua_config(
                              sampling_interval_s=parse_duration(hb.sampling_interval)))
     cfg = site.config.adapters.opcua
     base = site.path.parent
+    watchdog, hang = 1.0, 8.0
+    if cfg is not None:
+        watchdog, hang = parse_duration(cfg.watchdog_period), parse_duration(cfg.reconnect_hang)
     if insecure or cfg is None:
         security = OpcUaSecurity(policy=SecurityPolicy.NONE, mode=SecurityMode.NONE)
         timeout = 5.0
@@ -98,6 +101,8 @@ def opcua_config(
         tags=tuple(tags),
         security=security,
         timeouts=OpcUaTimeouts(connect_s=timeout, request_s=timeout),
+        watchdog_period_s=watchdog,
+        reconnect_hang_s=hang,
     )
 
 
