@@ -79,6 +79,8 @@ function buildTagTable() {
 function filterTags() {
   const q = $("tag-filter").value.trim().toLowerCase();
   shownIds = q === "" ? allIds : allIds.filter((id) => id.toLowerCase().includes(q));
+  // the box is as tall as its rows up to 420 px (its size is fixed so that layout stays inside it)
+  $("tags-scroll").style.height = `${Math.min(420, (shownIds.length + 1) * ROW_H + 8)}px`;
   windowKey = "";
   renderWindow();
 }
