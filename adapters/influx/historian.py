@@ -83,6 +83,7 @@ class HistorianMetrics:
     state: str  # "ok" | "retry" | "hold"
     last_error: str | None
     retry_in_s: float  # time until the next attempt while backing off, else 0
+    cpu_s: float  # CPU time used by the writer and sender threads since start [s]
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -126,6 +127,7 @@ class InfluxHistorian:
         self._state = Verdict.OK
         self._last_error: str | None = None
         self._retry_at = 0.0
+        self._sender_cpu_s = 0.0
         self.outbox = Outbox(
             outbox,
             encoder=SampleEncoder(measurement, labels),
@@ -208,6 +210,7 @@ class InfluxHistorian:
                 state=self._state.value,
                 last_error=self._last_error,
                 retry_in_s=retry_in,
+                cpu_s=ob.writer_cpu_s + self._sender_cpu_s,
             )
 
     # ---- sender thread ----------------------------------------------------------------------------
@@ -237,6 +240,7 @@ class InfluxHistorian:
         while not self._stopping_now():
             try:
                 failures = self._step(failures)
+                self._sender_cpu_s = time.thread_time()
             except Exception as e:
                 # SQLite trouble (disk full, I/O error): the rows are still where they were; retry later.
                 failures += 1

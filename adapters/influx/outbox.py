@@ -74,6 +74,7 @@ class OutboxStats:
     accepted: int  # records persisted to SQLite since start
     dropped: int  # records dropped by the byte bound or memory back-pressure
     invalid: int  # records refused before queuing (dead-lettered)
+    writer_cpu_s: float  # CPU time used by the writer thread (validation, encoding, SQLite) [s]
 
 
 class Outbox:
@@ -219,6 +220,7 @@ class Outbox:
                 accepted=self._accepted,
                 dropped=self._dropped,
                 invalid=self._invalid,
+                writer_cpu_s=self._writer.cpu_s,
             )
 
     # ---- writer thread --------------------------------------------------------------------------

@@ -63,6 +63,7 @@ class BufferedWriter(Generic[T]):
         self._flush_wanted = 0
         self._closing = False
         self._failing = False
+        self.cpu_s = 0.0  # CPU time the writer thread has used [s] (for metrics)
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
@@ -158,6 +159,7 @@ class BufferedWriter(Generic[T]):
                     log.warning("persisting works again")
                     self._failing = False
                 break
+            self.cpu_s = time.thread_time()
             with self._cond:
                 self._done += len(items)
                 self._cond.notify_all()

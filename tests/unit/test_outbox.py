@@ -366,3 +366,15 @@ def test_a_closed_dead_letter_store_does_not_stall_the_outbox(tmp_path: Path) ->
     assert ob.flush(2.0)
     assert ob.stats().depth == 1 and ob.stats().invalid == 1
     ob.close()
+
+
+def test_metrics_report_the_cpu_of_the_historian_threads(tmp_path: Path) -> None:
+    store = ScriptedStore()
+    h, dl = historian(tmp_path, store)
+    for i in range(200):
+        h.write(samples(10, start=10 * i))
+    assert h.wait_sent(5)
+    m = h.metrics()
+    assert 0.0 < m.cpu_s < 5.0 and set(m.as_dict()) >= {"depth", "sent", "dropped", "dead_lettered", "cpu_s"}
+    h.close()
+    dl.close()
