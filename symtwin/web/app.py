@@ -239,6 +239,10 @@ def create_app(
 
         policy = policy_from_site(site)
     cfg = web_config if web_config is not None else config_from_site(site)
+    if not cfg.users:
+        log.warning(
+            "live view: no users in web.users, so nobody can log in (see `symtwin web hash-password`)"
+        )
     for u in cfg.users.values():
         if u.party not in policy.party_ids:
             raise ValueError(f"web user {u.name!r}: unknown party {u.party!r}")
