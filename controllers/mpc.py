@@ -1,0 +1,498 @@
+"""Economic MPC over the park: do-mpc on CasADi, built once from a frozen :class:`MpcProblemSpec`.
+
+``MpcController(spec).step(state, forecasts, now) -> ControlResult`` with an explicit status; the plan
+covers the horizon, ``objective_terms`` the cost terms over the horizon [EUR] and ``slack`` the soft
+constraints relaxed (unmet heat [MWh], unmet steam [t], supply-band violation [K h]). The prediction
+model and its assumptions are in :mod:`controllers.mpc_model`.
+
+Two set-ups of the same model and objective (``Variant``):
+
+* ``FAST`` (used in operation): do-mpc's discrete-time model holding the RK4-discretised reduced model
+  (no collocation points), ``expand`` SX, IPOPT told the problem is a QP (constant Jacobians and
+  Hessian), printing off, warm start from the *shifted* previous solution with
+  ``warm_start_init_point`` and a small initial barrier, and the solve driven through do-mpc's
+  ``opt_p_num``/``solve()`` instead of ``make_step`` (which sleeps without an initial guess, keeps
+  history that grows without bound, and overwrites the warm start when IPOPT fails).
+* ``DEFAULT`` (the benchmark's reference): the continuous model with do-mpc's defaults (orthogonal
+  collocation, Radau degree 2), default IPOPT options (output suppressed), ``make_step`` and do-mpc's
+  own warm start (previous solution, unshifted).
+
+Time-varying parameters (forecasts, prices) go in per horizon step from the forecast arrays at every
+step (the tvp function returns the template filled for this step, never a value copied from t0:
+do-mpc#541). IPOPT's status is read from ``solver_stats`` and mapped to :class:`SolveStatus`; a failed
+solve restores the last good warm start and its iterate is never returned; after
+``max_failures`` consecutive failures the controller reports itself degraded and resets its warm start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import functools
+import logging
+import math
+import time
+import warnings
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from controllers import mpc_model as mm
+from controllers.types import ControlRequest, ControlResult, FloatArray, SolveStatus
+
+log = logging.getLogger(__name__)
+
+COST_SCALE = 1000.0  # [EUR] per objective unit: IPOPT sees costs of order one
+
+
+class Variant(enum.StrEnum):
+    FAST = "fast"
+    DEFAULT = "default"
+
+
+# IPOPT return statuses (casadi stats["return_status"]) -> SolveStatus
+_OPTIMAL = {"Solve_Succeeded"}
+_SUBOPTIMAL = {"Solved_To_Acceptable_Level", "Feasible_Point_Found"}
+_INFEASIBLE = {"Infeasible_Problem_Detected", "Restoration_Failed"}
+_TIMEOUT = {"Maximum_WallTime_Exceeded", "Maximum_CpuTime_Exceeded"}
+
+
+def map_status(return_status: str, constraint_violation: float, tol: float = 1e-4) -> SolveStatus:
+    """SolveStatus from IPOPT's return status; an iteration limit at a feasible point is suboptimal."""
+    if return_status in _OPTIMAL:
+        return SolveStatus.OPTIMAL
+    if return_status in _SUBOPTIMAL:
+        return SolveStatus.SUBOPTIMAL
+    if return_status in _INFEASIBLE:
+        return SolveStatus.INFEASIBLE
+    if return_status in _TIMEOUT:
+        return SolveStatus.TIMEOUT
+    if return_status == "Maximum_Iterations_Exceeded" and constraint_violation <= tol:
+        return SolveStatus.SUBOPTIMAL
+    return SolveStatus.ERROR
+
+
+def _import_do_mpc() -> Any:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # do-mpc warns about numpy and optional extras at import
+        import do_mpc
+
+    return do_mpc
+
+
+class MpcController:
+    """The economic MPC; ``step(state, forecasts, now) -> ControlResult``.
+
+    state: twin estimates by ``<unit>.<quantity>`` [SI]; the current setpoints by their park input key
+        (``chp.load_setpoint``) [SI] (the ports copy them there from the service's ``current``).
+    forecasts: series by name (``town.demand``, ``price.natural_gas`` ...) [SI] on the plan grid
+        ``now + k * step_s``; shorter series are held at their last value, missing ones take defaults.
+    """
+
+    def __init__(self, spec: mm.MpcProblemSpec, variant: Variant = Variant.FAST, max_failures: int = 3) -> None:
+        self.spec = spec
+        self.variant = Variant(variant)
+        self.max_failures = max_failures
+        self.layout = mm.layout(spec)
+        self.consecutive_failures = 0
+        self.degraded = False
+        self.last_stats: dict[str, Any] = {}
+        self._build()
+
+    # -- construction ---------------------------------------------------------------------------------
+
+    def _build(self) -> None:
+        import casadi as ca
+
+        # do-mpc calls numpy functions on CasADi values; keep casadi's legacy behaviour, silently
+        # (process-wide casadi option; it only silences casadi 3.7's notice, results are unchanged).
+        with contextlib.suppress(AttributeError):
+            ca.GlobalOptions.setNumpyMode(-1)
+        do_mpc = _import_do_mpc()
+        spec, lay = self.spec, self.layout
+        sx = mm.build_sx(spec, lay)
+        self._sx = sx
+        discrete = self.variant is Variant.FAST
+        model = do_mpc.model.Model("discrete" if discrete else "continuous", "SX")
+        xs = model.set_variable("_x", "x", shape=(len(lay.states), 1))
+        us = model.set_variable("_u", "u", shape=(len(lay.inputs), 1))
+        ws = model.set_variable("_tvp", "w", shape=(len(lay.params), 1))
+        nxt = mm.discretise(sx, spec.step_s, mm.rk4_substeps(spec)) if discrete else sx.rhs
+        dyn = ca.Function("dyn", [sx.x, sx.u, sx.p], [nxt, sx.cost, sx.g])
+        f_x, f_cost, f_g = dyn(xs, us, ws)
+        model.set_rhs("x", f_x)
+        model.setup()
+        # do-mpc replaces the symbols at setup(): objective and constraints use the model's own
+        xs, us, ws = model.x["x"], model.u["u"], model.tvp["w"]
+        _, f_cost, f_g = dyn(xs, us, ws)
+        self._terms_fn = ca.Function("terms", [sx.x, sx.u, sx.p], [sx.cost])
+        self._out_fn = ca.Function("outs", [sx.x, sx.u, sx.p], [sx.outputs])
+        self._g_fn = ca.Function("g", [sx.x, sx.u, sx.p], [sx.g])
+
+        mpc = do_mpc.controller.MPC(model)
+        mpc.settings.n_horizon = spec.n_horizon
+        mpc.settings.t_step = spec.step_s
+        mpc.settings.n_robust = 0
+        mpc.settings.store_full_solution = False
+        if discrete:
+            mpc.settings.store_lagr_multiplier = False
+            mpc.settings.store_solver_stats = []
+            mpc.settings.nlpsol_opts = {
+                "expand": True,
+                "print_time": 0,
+                "ipopt.print_level": 0,
+                "ipopt.sb": "yes",
+                "ipopt.linear_solver": "mumps",
+                "ipopt.hessian_constant": "yes",
+                "ipopt.jac_c_constant": "yes",
+                "ipopt.jac_d_constant": "yes",
+                "ipopt.mu_strategy": "adaptive",
+                "ipopt.tol": spec.tolerance,
+                "ipopt.max_iter": 300,
+                "ipopt.max_wall_time": spec.max_solve_s,
+            }
+        else:
+            mpc.settings.supress_ipopt_output()
+        # lterm is per interval [objective units]; collocation evaluates it at the interval start
+        stage = ca.sum1(f_cost) * spec.step_s / COST_SCALE
+        e_terms = 0
+        for st in spec.storage:
+            e_terms = e_terms + xs[lay.x_index(f"{st.name}.energy")] * ws[lay.p_index("storage_value")]
+        mpc.set_rterm(u=0.0)  # moves are penalised as setpoint rates in lterm
+        mpc.set_objective(lterm=stage, mterm=-e_terms / COST_SCALE if spec.storage else ca.DM(0))
+        mpc.bounds["lower", "_x", "x"] = np.array(lay.x_lb)
+        mpc.bounds["upper", "_x", "x"] = np.array(lay.x_ub)
+        mpc.bounds["lower", "_u", "u"] = np.array(lay.u_lb)
+        mpc.bounds["upper", "_u", "u"] = np.array(lay.u_ub)
+        if f_g.shape[0] > 0:
+            mpc.set_nl_cons("g", f_g, ub=np.zeros((f_g.shape[0], 1)))
+        self._tvp = mpc.get_tvp_template()
+        self._params = np.zeros((spec.n_horizon + 1, len(lay.params)))
+        tvp_idx = np.concatenate(
+            [np.asarray(self._tvp.f["_tvp", k, "w"]).ravel() for k in range(spec.n_horizon + 1)]
+        )
+
+        def tvp_fun(t_now: float) -> Any:
+            # every horizon step gets its own row of the forecast (not t0's value repeated: do-mpc#541)
+            vec = np.zeros(self._tvp.shape[0])
+            vec[tvp_idx] = self._params.ravel()
+            self._tvp.master = _dm(vec)
+            return self._tvp
+
+        mpc.set_tvp_fun(tvp_fun)
+        mpc.setup()
+        self._mpc = mpc
+        if discrete:
+            # warm solves: start from the shifted solution and its multipliers, small initial barrier
+            warm = dict(mpc.settings.nlpsol_opts)
+            warm.update({
+                "ipopt.warm_start_init_point": "yes",
+                "ipopt.mu_init": 1e-4,
+                "ipopt.warm_start_bound_push": 1e-6,
+                "ipopt.warm_start_mult_bound_push": 1e-6,
+            })
+            self._cold_solver = mpc.S
+            self._warm_solver = ca.nlpsol("S_warm", "ipopt", mpc.nlp, warm)
+            self._p_tvp_idx = np.concatenate(
+                [np.asarray(mpc.opt_p.f["_tvp", k, "w"]).ravel() for k in range(spec.n_horizon + 1)]
+            )
+            self._p_x0_idx = np.asarray(mpc.opt_p.f["_x0"]).ravel()
+        self._x_idx = [np.asarray(mpc.opt_x.f["_x", k, 0, -1]).ravel() for k in range(spec.n_horizon + 1)]
+        self._u_idx = [np.asarray(mpc.opt_x.f["_u", k, 0]).ravel() for k in range(spec.n_horizon)]
+        self._n_opt_x = int(mpc.opt_x.shape[0])
+        self._good: tuple[Any, Any, Any] | None = None
+        self._first = True
+
+    @property
+    def n_nlp_vars(self) -> int:
+        return self._n_opt_x
+
+    # -- warm start -----------------------------------------------------------------------------------
+
+    def reset_warm_start(self) -> None:
+        """Forget the previous solution: the next solve starts from x0 held over the horizon."""
+        self._good = None
+        self._first = True
+        self._mpc.flags["initial_run"] = False
+
+    def _initial_guess(self, x0: FloatArray) -> None:
+        mpc = self._mpc
+        mpc.x0 = x0
+        mpc.u0 = np.zeros(len(self.layout.inputs))
+        mpc.set_initial_guess()
+
+    def _shift(self, prev: tuple[Any, Any, Any], x0: FloatArray) -> None:
+        """Warm start from the previous solution moved one interval on (the last interval repeated)."""
+        vec, lam_x, lam_g = (np.array(v, dtype=float).ravel() for v in prev)
+        new = vec.copy()
+        n = self.spec.n_horizon
+        for k in range(n + 1):
+            src = self._x_idx[min(k + 1, n)]
+            new[self._x_idx[k]] = vec[src]
+        for k in range(n):
+            new[self._u_idx[k]] = vec[self._u_idx[min(k + 1, n - 1)]]
+        new[self._x_idx[0]] = x0
+        mpc = self._mpc
+        mpc.opt_x_num.master = _dm(new)
+        mpc.lam_x_num = _dm(lam_x)
+        mpc.lam_g_num = _dm(lam_g)
+
+    # -- step -----------------------------------------------------------------------------------------
+
+    def step(self, state: Mapping[str, float], forecasts: Mapping[str, FloatArray], now: float) -> ControlResult:
+        t0 = time.perf_counter()
+        try:
+            result = self._step(state, forecasts, now, t0)
+        except Exception as exc:  # a bug or a CasADi error is a failed step, with nothing to write
+            log.exception("MPC step failed")
+            result = ControlResult.failure(
+                SolveStatus.ERROR, f"{type(exc).__name__}: {exc}", time.perf_counter() - t0
+            )
+        if result.usable:
+            self.consecutive_failures = 0
+            self.degraded = False
+        else:
+            self.consecutive_failures += 1
+            if self.consecutive_failures >= self.max_failures:
+                if not self.degraded:
+                    log.warning("MPC degraded after %d consecutive failures; warm start reset", self.consecutive_failures)
+                self.degraded = True
+                self.reset_warm_start()
+        return result
+
+    def _step(
+        self, state: Mapping[str, float], forecasts: Mapping[str, FloatArray], now: float, t0: float
+    ) -> ControlResult:
+        spec, lay, mpc = self.spec, self.layout, self._mpc
+        n = spec.n_horizon
+        x0 = mm.initial_state(spec, lay, state, {})
+        self._params = mm.parameters(spec, lay, forecasts, n + 1)
+        if not np.all(np.isfinite(self._params)) or not np.all(np.isfinite(x0)):
+            return ControlResult.failure(SolveStatus.ERROR, "non-finite state or forecast", time.perf_counter() - t0)
+        if self.variant is Variant.FAST:
+            if self._good is None:
+                self._initial_guess(x0)
+                mpc.flags["initial_run"] = False
+                mpc.S = self._cold_solver
+            else:
+                self._shift(self._good, x0)
+                mpc.S = self._warm_solver
+            pvec = np.zeros(mpc.opt_p.shape[0])  # the model has no _p and _u_prev is unused (no rterm)
+            pvec[self._p_tvp_idx] = self._params.ravel()
+            pvec[self._p_x0_idx] = x0
+            mpc.opt_p_num.master = _dm(pvec)
+            mpc.solve()
+            mpc.flags["initial_run"] = True
+        else:
+            if self._first:
+                self._initial_guess(x0)
+                self._first = False
+            mpc.make_step(x0)
+        stats = mpc.solver_stats
+        self.last_stats = {k: stats.get(k) for k in ("return_status", "iter_count", "t_wall_total", "success")}
+        sol = np.array(mpc.opt_x_num.cat, dtype=float).ravel() * np.array(mpc.opt_x_scaling.cat, dtype=float).ravel()
+        xk = np.stack([sol[i] for i in self._x_idx])  # (n+1, nx)
+        uk = np.stack([sol[i] for i in self._u_idx])  # (n, nu)
+        gk = np.array(self._g_fn.map(n)(xk[:-1].T, uk.T, self._params[:n].T)).T
+        viol = float(np.max(gk, initial=0.0))
+        status = map_status(str(stats.get("return_status", "")), viol)
+        elapsed = time.perf_counter() - t0
+        if not status.usable or not (np.all(np.isfinite(xk)) and np.all(np.isfinite(uk))):
+            if self._good is not None and self.variant is Variant.FAST:
+                self._shift(self._good, x0)  # never keep the failed iterate as the next warm start
+            msg = f"IPOPT {stats.get('return_status')} after {stats.get('iter_count')} iterations"
+            return ControlResult.failure(status if not status.usable else SolveStatus.ERROR, msg, elapsed)
+        self._good = (
+            np.array(mpc.opt_x_num.cat, dtype=float),
+            np.array(mpc.lam_x_num, dtype=float),
+            np.array(mpc.lam_g_num, dtype=float),
+        )
+        return self._result(xk, uk, now, status, stats, elapsed)
+
+    def _result(
+        self, xk: FloatArray, uk: FloatArray, now: float, status: SolveStatus, stats: Mapping[str, Any], elapsed: float
+    ) -> ControlResult:
+        spec, lay = self.spec, self.layout
+        n = spec.n_horizon
+        dt = spec.step_s
+        times = now + dt * np.arange(n)
+        plan: dict[str, FloatArray] = {}
+        for r in spec.ramped():
+            if r.tag is None:
+                continue
+            values = xk[1:, lay.x_index(r.key)] * r.scale
+            lu = next((u for u in spec.loads if u.setpoint.key == r.key), None)
+            if lu is not None:  # minimum stable load, as the twin applies it to a setpoint
+                values = np.where(values < 0.5 * lu.min_load, 0.0, np.maximum(values, lu.min_load))
+            plan[r.tag] = np.clip(values, r.lo, r.hi)
+        for lu in spec.loads:
+            if lu.kind == mm.LoadKind.CHP and lu.split_tag is not None:
+                load = 0.5 * (xk[:-1, lay.x_index(f"{lu.name}.load")] + xk[1:, lay.x_index(f"{lu.name}.load")])
+                useful = np.maximum(load * lu.useful_w_per_load / mm.MW, 1e-6)
+                plan[lu.split_tag] = np.clip(uk[:, lay.u_index(f"{lu.name}.dh_heat")] / useful, 0.0, 1.0)
+        terms_rate = np.array(self._terms_fn.map(n)(xk[:-1].T, uk.T, self._params[:n].T))  # (terms, n) [EUR/s]
+        totals = terms_rate.sum(axis=1) * dt
+        objective = {f"{name}_eur": float(v) for name, v in zip(lay.terms, totals, strict=True)}
+        objective["total_eur"] = float(totals.sum())
+        objective["first_step_eur"] = float(terms_rate[:, 0].sum() * dt)
+        slack: dict[str, float] = {}
+        if "unmet_heat" in lay.inputs:
+            slack["unmet_heat_mwh"] = float(uk[:, lay.u_index("unmet_heat")].sum() * dt / mm.HOUR)
+            band = uk[:, lay.u_index("band_low")] + uk[:, lay.u_index("band_high")]
+            slack["band_kh"] = float(band.sum() * dt / mm.HOUR)
+        if "unmet_steam" in lay.inputs:
+            slack["unmet_steam_t"] = float(uk[:, lay.u_index("unmet_steam")].sum() * dt / 1000.0)
+        return ControlResult(
+            status=status,
+            setpoints={tag: float(v[0]) for tag, v in plan.items()},
+            plan=plan,
+            plan_times=times,
+            objective_terms=objective,
+            slack=slack,
+            solve_time_s=elapsed,
+            message=f"IPOPT {stats.get('return_status')} in {stats.get('iter_count')} iterations"
+            + (" (degraded)" if self.degraded else ""),
+        )
+
+    def predict(self, x0: FloatArray, uk: FloatArray, forecasts: Mapping[str, FloatArray]) -> tuple[FloatArray, dict[str, FloatArray]]:
+        """Open-loop prediction of the reduced model (same discretisation as FAST) for inputs ``uk``
+        (n x n_inputs, scaled): states (n+1 x nx) and named outputs (n values each) [SI]."""
+        import casadi as ca
+
+        n = uk.shape[0]
+        params = mm.parameters(self.spec, self.layout, forecasts, n)
+        f = ca.Function("F", [self._sx.x, self._sx.u, self._sx.p], [mm.discretise(self._sx, self.spec.step_s, mm.rk4_substeps(self.spec))])
+        xs = [np.asarray(x0, dtype=float)]
+        for k in range(n):
+            xs.append(np.array(f(xs[-1], uk[k], params[k])).ravel())
+        xk = np.stack(xs)
+        outs = np.array(self._out_fn.map(n)(xk[:-1].T, uk.T, params.T))
+        return xk, {name: outs[i] for i, name in enumerate(self._sx.output_names)}
+
+
+def _dm(values: FloatArray) -> Any:
+    import casadi as ca
+
+    return ca.DM(np.asarray(values, dtype=float).reshape(-1, 1))
+
+
+# ----------------------------------------------------------------------------------------------- site
+
+
+def problem_from_site(site: Any, *, horizon_steps: int | None = None) -> mm.MpcProblemSpec:
+    """The one place a loaded site (``symtwin.config.LoadedSite``) becomes the MPC's frozen problem:
+    park spec, setpoint tags (bounds, rate limits), fuels, step, horizon and penalties from the config."""
+    from symtwin.units import parse_duration, parse_quantity
+
+    c = site.config.controller
+    step = parse_duration(c.step)
+    n = horizon_steps if horizon_steps is not None else max(1, round(parse_duration(c.horizon) / step))
+    tags = {t.key: t for t in site.tags.values() if str(getattr(t.direction, "value", t.direction)) == "setpoint"}
+    fuels = {u.id: u.fuel for u in site.units if getattr(u, "fuel", None)}
+    return mm.problem_from_spec(
+        site.park_spec(),
+        setpoint_tags=tags,
+        fuels=fuels,
+        step_s=step,
+        n_horizon=n,
+        unmet_penalty_eur_j=parse_quantity(c.unmet_demand_penalty, "EUR/J"),
+        move_penalty=c.move_penalty,
+        max_solve_s=0.8 * parse_duration(c.period) * float(getattr(c, "deadline_fraction", 0.8)),
+    )
+
+
+def from_site(site: Any, variant: Variant = Variant.FAST, *, horizon_steps: int | None = None) -> MpcController:
+    c = site.config.controller
+    return MpcController(
+        problem_from_site(site, horizon_steps=horizon_steps), variant, int(getattr(c, "max_consecutive_failures", 3))
+    )
+
+
+MpcController.from_site = staticmethod(from_site)  # type: ignore[attr-defined]
+
+
+# ----------------------------------------------------------------------------------------------- ports
+
+
+def _step_inputs(request: Any, keys: Mapping[str, str]) -> tuple[dict[str, float], dict[str, FloatArray]]:
+    """state with measured tags and current setpoints also under their park keys; forecasts as arrays."""
+    state = {k: float(v) for k, v in request.state.items()}
+    for tag, key in keys.items():
+        if tag in state and key not in state:
+            state[key] = state[tag]
+    for tag, value in request.current.items():
+        key = keys.get(tag)
+        if key is not None:
+            state[key] = float(value)  # the setpoint written last is where the ramp starts
+    forecasts = {k: np.asarray(v, dtype=float) for k, v in request.forecasts.items()}
+    return state, forecasts
+
+
+def _make_controller(spec: mm.MpcProblemSpec, variant: str, max_failures: int) -> MpcController:
+    return MpcController(spec, Variant(variant), max_failures)
+
+
+class MpcPort:
+    """The MPC as the service runs it (``symtwin.runtime.service.ControllerPort``): each solve goes to a
+    killable worker process (``controllers.deadline.DeadlineRunner``) that holds the controller and its
+    warm start; a late solve is a TIMEOUT with nothing to write.
+
+    keys: setpoint/measurement tag id -> ``<unit>.<quantity>`` (``TagSpec.key``).
+    """
+
+    def __init__(
+        self, spec: mm.MpcProblemSpec, keys: Mapping[str, str], *, max_failures: int = 3, start: bool = True
+    ) -> None:
+        from controllers.deadline import DeadlineRunner
+
+        self.spec = spec
+        self.keys = dict(keys)
+        factory = functools.partial(_make_controller, spec, Variant.FAST.value, max_failures)
+        self.runner = DeadlineRunner(factory, preload=("casadi", "controllers.mpc"))
+        if start:
+            self.runner.start(timeout_s=120.0)
+
+    @classmethod
+    def from_site(cls, site: Any, **kw: Any) -> MpcPort:
+        keys = {t.id: t.key for t in site.tags.values()}
+        return cls(problem_from_site(site), keys, **kw)
+
+    async def solve(self, request: Any, deadline_s: float) -> ControlResult:
+        state, forecasts = _step_inputs(request, self.keys)
+        return await self.runner.solve_async(ControlRequest(state, forecasts, float(request.now)), deadline_s)
+
+    def reset_warm_start(self) -> None:
+        self.runner.reset_warm_start()
+
+    def close(self) -> None:
+        self.runner.close()
+
+
+class BaselinePort:
+    """The rule-based baseline behind the same port, run inline (it takes microseconds)."""
+
+    def __init__(self, controller: Any, keys: Mapping[str, str]) -> None:
+        self.controller = controller
+        self.keys = dict(keys)
+
+    @classmethod
+    def from_site(cls, site: Any) -> BaselinePort:
+        from controllers import baseline
+        from symtwin.units import parse_duration
+
+        keys = {t.id: t.key for t in site.tags.values()}
+        return cls(baseline.from_site(site, step_s=parse_duration(site.config.controller.step)), keys)
+
+    async def solve(self, request: Any, deadline_s: float) -> ControlResult:
+        state, forecasts = _step_inputs(request, self.keys)
+        await asyncio.sleep(0)
+        return self.controller.step(state, forecasts, float(request.now))  # type: ignore[no-any-return]
+
+    def reset_warm_start(self) -> None:
+        self.controller.reset_warm_start()
+
+
+def finite(value: float) -> bool:
+    return math.isfinite(value)

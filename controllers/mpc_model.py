@@ -1,0 +1,810 @@
+"""Reduced-order prediction model of the park for the economic MPC, and the frozen problem it solves.
+
+:func:`problem_from_spec` maps a :class:`twin.spec.ParkSpec` (which units exist, their SI parameters) and
+plain controller settings to an immutable :class:`MpcProblemSpec`; :func:`build_model` turns that into
+CasADi SX expressions. Both are pure: the worker process receives the frozen spec, never the site config.
+
+Reduced-order model (units in brackets are the scaled units the optimiser sees):
+
+* Boilers, CHP, heat pump: load L [-] lags its setpoint S with the unit's time constant,
+  dL/dt = (S - L) / tau (``twin.units.boiler``'s PT1 without the slew limit; the slew limit is kept as
+  a bound on the setpoint rate). Minimum stable load is relaxed to [0, 1] in the optimiser and applied
+  when the first setpoint is written (below half the minimum: off; else at least the minimum), the rule
+  the twin itself applies to a setpoint.
+* Every written setpoint S (loads, surplus-heat use, storage flow) is a state driven by its rate
+  dS/dt = r, bounded by the tag's rate limit and the unit's ramp rate: this is how the supervisor ramps
+  setpoints, and it keeps rate limits expressible on one step (do-mpc has no bounds on input moves).
+* CHP: useful heat a L [W] with a = (efficiency - power_ratio) fuel_capacity, electric power
+  power_ratio fuel_capacity L; DH heat q_h and process steam m_s are decisions with
+  q_h + m_s dh <= a L, q_h <= heat_capacity, m_s <= steam_capacity. The split setpoint written is
+  q_h / (a L) (the twin sends that share of its useful heat to DH and the rest to steam).
+* Steam header: an instantaneous steam balance, sum of steam produced + unmet >= demand (excess is vented
+  by the relief valve); header pressure dynamics (seconds) are not predicted.
+* Surplus heat into a heat exchanger: recovered heat = use * available * capacity * eta, where eta is
+  the exchanger's epsilon-NTU counter-flow recovery at the forecast cold-side flow and full use
+  (Incropera, Fundamentals of Heat and Mass Transfer, eq. 11.29a). Surplus feeding a heat pump's source
+  is not a decision; it bounds the heat pump: L cap (1 - 1/COP) <= available heat.
+* Heat pump: COP = eta_C T_con / (T_con - T_eva) from the forecast source temperature (twin formula).
+* Storage tank: stored energy E = M cp (T_mean - T_min) [MWh]; a flow m (positive charges) moves
+  m cp (T_nom - T_r) [W], loss UA (T_mean - T_amb) with T_mean taken at mid charge.
+* DH network: one lumped supply temperature T_s [degC] with the heat capacity of the pipe's water and
+  wall: C dT_s/dt = Q_in - G (T_s - T_r) - UA_pipe (T_s - T_ground), G = m_town cp the town's flow
+  (``twin.units.heat_demand``: flow for the demand at the nominal supply temperature). A CSTR with the
+  pipe's mean residence time stands in for its transport delay. Delivered heat G (T_s - T_r);
+  unmet >= demand - delivered (soft, penalised), supply band [T_min, T_max] soft.
+
+Everything is linear in the decisions (prices, COP, demand and the flow G enter as parameters), so the
+NLP is a convex QP; the MPC tells IPOPT so (constant Jacobians and Hessian).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from controllers.types import FloatArray
+from twin.spec import ParkSpec, UnitSpec
+
+CP_WATER = 4190.0  # [J/(kg K)], the twin's constant (twin/README.md)
+RHO_WATER = 978.0  # [kg/m3], the twin's constant
+MW = 1e6  # [W]
+HOUR = 3600.0  # [s]
+
+
+class ModelError(ValueError):
+    """The park cannot be described by the reduced-order model (e.g. two DH networks)."""
+
+
+class LoadKind:
+    CHP = "chp"
+    HOT_WATER = "hot_water_boiler"
+    STEAM = "steam_boiler"
+    HEAT_PUMP = "heat_pump"
+
+
+@dataclass(frozen=True)
+class Ramped:
+    """A written setpoint as a ramped state: bounds [lo, hi] [SI], max rate [SI/s], the tag written."""
+
+    key: str  # "<unit>.<quantity>", the park input
+    lo: float
+    hi: float
+    rate: float
+    scale: float = 1.0  # SI value = scale * optimiser value
+    tag: str | None = None
+
+
+@dataclass(frozen=True)
+class LoadUnit:
+    """A unit with a load state: CHP, gas boiler (hot water or steam), heat pump.
+
+    capacity_w: fuel capacity (CHP) or heat capacity (others) [W]; tau_s: load time constant [s];
+    fuel_price: forecast series of its fuel price [EUR/J] (None: electric or unpriced);
+    co2_per_fuel [kg/J]; efficiency [-] (boilers: heat / fuel).
+    CHP: useful_w_per_load [W], power_w_per_load [W], heat_capacity_w [W], steam_capacity_kg_s, dh_j_kg.
+    Steam boiler: dh_j_kg. Heat pump: carnot_efficiency, t_con_k, t_source_k, source_cooling_k,
+    sources (surplus units feeding it).
+    """
+
+    name: str
+    kind: str
+    setpoint: Ramped
+    capacity_w: float
+    min_load: float
+    tau_s: float
+    fuel_price: str | None = None
+    co2_per_fuel: float = 0.0
+    efficiency: float = 1.0
+    useful_w_per_load: float = 0.0
+    power_w_per_load: float = 0.0
+    heat_capacity_w: float = 0.0
+    steam_capacity_kg_s: float = 0.0
+    dh_j_kg: float = 0.0
+    split_tag: str | None = None
+    carnot_efficiency: float = 0.0
+    t_con_k: float = 0.0
+    t_source_k: float = 0.0
+    source_cooling_k: float = 0.0
+    sources: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SurplusUnit:
+    """Surplus heat. capacity_w [W]; recovery: HX parameters (None: straight into DH);
+    feeds_heat_pump: the stream is a heat pump's source (not a decision then)."""
+
+    name: str
+    capacity_w: float
+    t_hot_k: float
+    setpoint: Ramped | None
+    hx_ua_w_k: float | None = None
+    feeds_heat_pump: bool = False
+
+
+@dataclass(frozen=True)
+class StorageUnit:
+    """Tank: mass [kg], usable energy e_max_j [J] (charged at the nominal supply temperature),
+    delta_t_k: temperature span a flow moves [K], loss UA [W/K] at t_mean_k against ambient."""
+
+    name: str
+    setpoint: Ramped
+    mass_kg: float
+    e_max_j: float
+    delta_t_k: float
+    loss_w_k: float
+    t_min_k: float
+    t_max_k: float
+    t_loss_k: float  # mean tank temperature minus ambient used for the loss [K]
+
+
+@dataclass(frozen=True)
+class DhNetwork:
+    """The district-heating network around one heat-demand unit."""
+
+    demand_unit: str
+    design_load_w: float
+    t_nom_k: float
+    t_min_k: float
+    t_max_k: float
+    t_return_k: float
+    min_flow_fraction: float
+    heat_capacity_j_k: float
+    loss_w_k: float
+    t_ground_k: float
+    pipe: str | None = None
+
+
+@dataclass(frozen=True)
+class SteamDemand:
+    name: str
+    design_flow_kg_s: float
+
+
+@dataclass(frozen=True)
+class MpcProblemSpec:
+    """Everything the MPC is built from, immutable and picklable (plain values).
+
+    step_s: control interval [s]; n_horizon: intervals in the horizon; unmet_penalty [EUR/J] of unmet
+    heat (steam unmet is charged at its enthalpy rise); band_penalty [EUR/(K s)] of supply-temperature
+    band violation; move_penalty [-]: weight of squared setpoint rates relative to full rate
+    (times ``move_cost_ref`` [EUR/s]); electricity_price / co2_price: forecast series names.
+    max_solve_s: IPOPT wall-time limit [s]; tolerance: IPOPT tol.
+    """
+
+    loads: tuple[LoadUnit, ...]
+    surplus: tuple[SurplusUnit, ...]
+    storage: tuple[StorageUnit, ...]
+    dh: DhNetwork | None
+    steam: tuple[SteamDemand, ...]
+    step_s: float = 900.0
+    n_horizon: int = 96
+    unmet_penalty: float = 2000.0 / 3.6e9
+    band_penalty: float = 500.0 / HOUR
+    move_penalty: float = 1e-3
+    move_cost_ref: float = 1000.0 / HOUR
+    electricity_price: str = "price.electricity"
+    co2_price: str = "price.co2"
+    max_solve_s: float = 10.0
+    tolerance: float = 1e-6
+    steam_dh_ref_j_kg: float = 2.4e6
+    defaults: Mapping[str, float] = field(default_factory=dict)
+
+    def ramped(self) -> tuple[Ramped, ...]:
+        """Every written setpoint, in state order."""
+        out = [u.setpoint for u in self.loads]
+        out += [s.setpoint for s in self.surplus if s.setpoint is not None]
+        out += [s.setpoint for s in self.storage]
+        return tuple(out)
+
+
+# ------------------------------------------------------------------------------------------ from the spec
+
+
+def _enthalpy_rise(p_pa: float, t_steam_k: float | None, t_feed_k: float) -> float:
+    """h(steam) - h(feedwater) [J/kg] from IF97 (plain kernels: no compile)."""
+    from twin.if97 import load_plain_kernels
+
+    if97 = load_plain_kernels()
+    t_sat = float(if97.t_sat(p_pa))
+    t = t_sat + 1e-3 if t_steam_k is None or t_steam_k <= t_sat + 1e-3 else t_steam_k
+    return float(if97.h_pt(p_pa, t)) - float(if97.h_pt(p_pa, min(t_feed_k, t_sat - 1.0)))
+
+
+def problem_from_spec(
+    spec: ParkSpec,
+    *,
+    setpoint_tags: Mapping[str, Any] | None = None,
+    fuels: Mapping[str, str] | None = None,
+    step_s: float = 900.0,
+    n_horizon: int = 96,
+    unmet_penalty_eur_j: float = 2000.0 / 3.6e9,
+    move_penalty: float = 1e-3,
+    max_solve_s: float = 10.0,
+) -> MpcProblemSpec:
+    """The frozen MPC problem of a park.
+
+    setpoint_tags: ``"<unit>.<quantity>"`` -> an object with ``id``, ``bounds_si`` (lo, hi) and
+    ``rate_limit_si_per_s`` (a config TagSpec) for the setpoints that are written; inputs without a tag
+    use their physical range and the unit's ramp rate and are not written.
+    fuels: unit -> fuel name; its price is the forecast series ``price.<fuel>`` [EUR/J].
+    """
+    tags = dict(setpoint_tags or {})
+    fuels = dict(fuels or {})
+    by_model: dict[str, list[UnitSpec]] = {}
+    for u in spec.units:
+        by_model.setdefault(u.model, []).append(u)
+
+    def ramped(key: str, lo: float, hi: float, rate: float, scale: float = 1.0) -> Ramped:
+        t = tags.get(key)
+        if t is None:
+            return Ramped(key, lo, hi, rate, scale)
+        t_lo, t_hi = t.bounds_si
+        t_rate = t.rate_limit_si_per_s
+        rate = min(rate, t_rate) if t_rate and t_rate > 0 else rate
+        return Ramped(key, max(lo, t_lo), min(hi, t_hi), rate, scale, t.id)
+
+    def price(u: UnitSpec) -> str | None:
+        f = fuels.get(u.name)
+        return f"price.{f}" if f else None
+
+    hp_sources: dict[str, list[str]] = {}
+    hx_of: dict[str, UnitSpec] = {}
+    for c in spec.connections:
+        tgt = spec.unit(c.target)
+        if tgt.model == "heat_pump" and c.target_port == "source_in":
+            hp_sources.setdefault(tgt.name, []).append(c.source)
+        if tgt.model == "heat_exchanger" and spec.unit(c.source).model == "surplus_heat":
+            hx_of[c.source] = tgt
+    feeding = {s for v in hp_sources.values() for s in v}
+
+    loads: list[LoadUnit] = []
+    for u in by_model.get("chp_boiler", []):
+        p = u.params
+        key = f"{u.name}.load_setpoint"
+        split = tags.get(f"{u.name}.heat_split_setpoint")
+        loads.append(
+            LoadUnit(
+                u.name,
+                LoadKind.CHP,
+                ramped(key, 0.0, 1.0, p["ramp_rate"]),
+                p["fuel_capacity"],
+                p["min_load"],
+                p["time_constant"],
+                price(u),
+                p["co2_per_fuel"],
+                1.0,
+                (p["efficiency"] - p["power_ratio"]) * p["fuel_capacity"],
+                p["power_ratio"] * p["fuel_capacity"],
+                p["heat_capacity"],
+                p["steam_capacity"],
+                _enthalpy_rise(p["steam_pressure"], p["steam_temperature"], p["feedwater_temperature"]),
+                split.id if split is not None else None,
+            )
+        )
+    for u in by_model.get("gas_boiler", []):
+        p = u.params
+        steam = round(p.get("medium", 0.0)) == 1
+        loads.append(
+            LoadUnit(
+                u.name,
+                LoadKind.STEAM if steam else LoadKind.HOT_WATER,
+                ramped(f"{u.name}.load_setpoint", 0.0, 1.0, p["ramp_rate"]),
+                p["capacity"],
+                p["min_load"],
+                p["time_constant"],
+                price(u),
+                p["co2_per_fuel"],
+                p["efficiency"],
+                dh_j_kg=_enthalpy_rise(p["steam_pressure"], None, p["feedwater_temperature"]) if steam else 0.0,
+            )
+        )
+    for u in by_model.get("heat_pump", []):
+        p = u.params
+        loads.append(
+            LoadUnit(
+                u.name,
+                LoadKind.HEAT_PUMP,
+                ramped(f"{u.name}.load_setpoint", 0.0, 1.0, p["ramp_rate"]),
+                p["capacity"],
+                p["min_load"],
+                p["time_constant"],
+                carnot_efficiency=p["carnot_efficiency"],
+                t_con_k=p["condenser_temperature"],
+                t_source_k=p["source_temperature"],
+                source_cooling_k=p["source_cooling"],
+                sources=tuple(hp_sources.get(u.name, ())),
+            )
+        )
+    surplus: list[SurplusUnit] = []
+    for u in by_model.get("surplus_heat", []):
+        p = u.params
+        hx = hx_of.get(u.name)
+        fed = u.name in feeding
+        surplus.append(
+            SurplusUnit(
+                u.name,
+                p["capacity"],
+                p["temperature"],
+                None if fed else ramped(f"{u.name}.use_setpoint", 0.0, 1.0, 1.0 / 60.0),
+                hx.params["ua"] if hx is not None else None,
+                fed,
+            )
+        )
+    demands = by_model.get("heat_demand", [])
+    if len(demands) > 1:
+        raise ModelError("the reduced-order model handles one district-heating network (one heat_demand)")
+    dh = None
+    if demands:
+        d = demands[0].params
+        t_nom = 0.5 * (d["min_supply_temperature"] + d["max_supply_temperature"])
+        pipes = by_model.get("dh_pipe", [])
+        cap = 0.0
+        loss = 0.0
+        t_ground = 281.15
+        for pipe in pipes:
+            pp = pipe.params
+            area = math.pi * pp["inner_diameter"] ** 2 / 4.0
+            cap += RHO_WATER * area * pp["length"] * CP_WATER + pp["wall_heat_capacity"] * pp["length"]
+            loss += pp["loss_coefficient"] * pp["length"]
+            t_ground = pp["ground_temperature"]
+        for hx in by_model.get("heat_exchanger", []):
+            cap += RHO_WATER * hx.params["cold_volume"] * CP_WATER + hx.params["wall_heat_capacity"]
+        cap = max(cap, 1e7)  # a network without a pipe still has water in its plant and substations
+        dh = DhNetwork(
+            demands[0].name,
+            d["design_load"],
+            t_nom,
+            d["min_supply_temperature"],
+            d["max_supply_temperature"],
+            d["return_temperature"],
+            d["min_flow_fraction"],
+            cap,
+            loss,
+            t_ground,
+            pipes[0].name if pipes else None,
+        )
+    storage: list[StorageUnit] = []
+    for u in by_model.get("storage_tank", []):
+        p = u.params
+        if dh is None:
+            raise ModelError(f"storage {u.name!r} needs a district-heating network")
+        mass = RHO_WATER * p["volume"]
+        t_top = min(p["max_temperature"], dh.t_nom_k)
+        span = dh.t_nom_k - dh.t_return_k
+        storage.append(
+            StorageUnit(
+                u.name,
+                ramped(f"{u.name}.charge_setpoint", -p["max_flow"], p["max_flow"], p["max_flow"] / 60.0, p["max_flow"]),
+                mass,
+                mass * CP_WATER * max(t_top - p["min_temperature"], 1.0),
+                span,
+                p["loss_coefficient"],
+                p["min_temperature"],
+                p["max_temperature"],
+                0.5 * (t_top + p["min_temperature"]) - p["ambient_temperature"],
+            )
+        )
+    steam = tuple(
+        SteamDemand(u.name, u.params["design_flow"]) for u in by_model.get("steam_consumer", [])
+    )
+    dh_ref = next((u.dh_j_kg for u in loads if u.dh_j_kg > 0), 2.4e6)
+    return MpcProblemSpec(
+        loads=tuple(loads),
+        surplus=tuple(surplus),
+        storage=tuple(storage),
+        dh=dh,
+        steam=steam,
+        step_s=step_s,
+        n_horizon=n_horizon,
+        unmet_penalty=unmet_penalty_eur_j,
+        move_penalty=move_penalty,
+        max_solve_s=max_solve_s,
+        steam_dh_ref_j_kg=dh_ref,
+    )
+
+
+# ---------------------------------------------------------------------------------------- the CasADi model
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Names of the scaled state, input and parameter (tvp) vectors."""
+
+    states: tuple[str, ...]
+    inputs: tuple[str, ...]
+    params: tuple[str, ...]
+    x_lb: tuple[float, ...]
+    x_ub: tuple[float, ...]
+    u_lb: tuple[float, ...]
+    u_ub: tuple[float, ...]
+    terms: tuple[str, ...] = ("fuel", "electricity", "co2", "unmet_heat", "unmet_steam", "band", "move")
+
+    def x_index(self, name: str) -> int:
+        return self.states.index(name)
+
+    def u_index(self, name: str) -> int:
+        return self.inputs.index(name)
+
+    def p_index(self, name: str) -> int:
+        return self.params.index(name)
+
+
+def layout(spec: MpcProblemSpec) -> Layout:
+    """State / input / parameter names and bounds in the optimiser's scaled units.
+
+    States: ``<unit>.load`` [-], ``<key>`` ramped setpoints [SI / scale], ``<tank>.energy`` [MWh],
+    ``dh.supply_temperature`` [degC]. Inputs: ``<key>.rate`` [1/h of the scaled setpoint],
+    ``<chp>.dh_heat`` [MW], ``<chp>.steam`` [kg/s], slacks ``unmet_heat`` [MW], ``unmet_steam`` [kg/s],
+    ``band_low``/``band_high`` [K]. Parameters (per step): ``q_demand`` [MW], ``g_town`` [MW/K],
+    ``steam_demand`` [kg/s], ``<surplus>.heat`` [MW] (recoverable at full use), ``<hp>.inv_cop`` [-],
+    ``<hp>.source`` [MW], prices ``price.<fuel>`` / ``price.electricity`` [EUR/MWh], ``price.co2``
+    [EUR/kg]."""
+    xs: list[str] = []
+    xl: list[float] = []
+    xu: list[float] = []
+    us: list[str] = []
+    ul: list[float] = []
+    uu: list[float] = []
+    for u in spec.loads:
+        xs.append(f"{u.name}.load")
+        xl.append(0.0)
+        xu.append(1.0)
+    for r in spec.ramped():
+        xs.append(r.key)
+        xl.append(r.lo / r.scale)
+        xu.append(r.hi / r.scale)
+        us.append(f"{r.key}.rate")
+        ul.append(-r.rate / r.scale * HOUR)
+        uu.append(r.rate / r.scale * HOUR)
+    for s in spec.storage:
+        xs.append(f"{s.name}.energy")
+        xl.append(0.0)
+        xu.append(s.e_max_j / 3.6e9)
+    if spec.dh is not None:
+        xs.append("dh.supply_temperature")
+        xl.append(-math.inf)
+        xu.append(math.inf)
+    for u in spec.loads:
+        if u.kind == LoadKind.CHP:
+            us += [f"{u.name}.dh_heat", f"{u.name}.steam"]
+            ul += [0.0, 0.0]
+            uu += [u.heat_capacity_w / MW, u.steam_capacity_kg_s]
+    if spec.dh is not None:
+        us += ["unmet_heat", "band_low", "band_high"]
+        ul += [0.0, 0.0, 0.0]
+        uu += [math.inf, math.inf, math.inf]
+    if spec.steam:
+        us.append("unmet_steam")
+        ul.append(0.0)
+        uu.append(math.inf)
+    ps = ["q_demand", "g_town", "steam_demand"]
+    ps += [f"{s.name}.heat" for s in spec.surplus]
+    for u in spec.loads:
+        if u.kind == LoadKind.HEAT_PUMP:
+            ps += [f"{u.name}.inv_cop", f"{u.name}.source"]
+    ps += sorted({u.fuel_price for u in spec.loads if u.fuel_price}) + [spec.electricity_price, spec.co2_price]
+    if spec.storage:
+        ps.append("storage_value")
+    return Layout(tuple(xs), tuple(us), tuple(ps), tuple(xl), tuple(xu), tuple(ul), tuple(uu))
+
+
+@dataclass(frozen=True)
+class SxModel:
+    """The reduced model in CasADi SX: ``rhs`` (continuous, d/dt per second), ``cost`` (terms per
+    second [EUR/s]), ``g`` (constraints, all <= 0), ``outputs`` (named physical outputs [SI])."""
+
+    x: Any
+    u: Any
+    p: Any
+    rhs: Any
+    cost: Any
+    g: Any
+    outputs: Any
+    output_names: tuple[str, ...]
+
+
+def build_sx(spec: MpcProblemSpec, lay: Layout | None = None) -> SxModel:
+    import casadi as ca
+
+    lay = lay or layout(spec)
+    x = ca.SX.sym("x", len(lay.states))
+    u = ca.SX.sym("u", len(lay.inputs))
+    p = ca.SX.sym("p", len(lay.params))
+
+    def X(n: str) -> Any:
+        return x[lay.x_index(n)]
+
+    def U(n: str) -> Any:
+        return u[lay.u_index(n)]
+
+    def P(n: str) -> Any:
+        return p[lay.p_index(n)]
+
+    rhs: list[Any] = [0.0] * len(lay.states)
+    g: list[Any] = []
+    fuel_cost: Any = 0.0
+    elec_cost: Any = 0.0
+    co2_cost: Any = 0.0
+    q_dh: Any = 0.0  # heat into the DH supply [MW]
+    steam_made: Any = 0.0  # [kg/s]
+    outs: dict[str, Any] = {}
+    for r in spec.ramped():
+        rhs[lay.x_index(r.key)] = U(f"{r.key}.rate") / HOUR
+    for lu in spec.loads:
+        load = X(f"{lu.name}.load")
+        rhs[lay.x_index(f"{lu.name}.load")] = (X(lu.setpoint.key) - load) / lu.tau_s
+        fuel_w: Any = 0.0
+        if lu.kind == LoadKind.CHP:
+            fuel_w = load * lu.capacity_w
+            qh, ms = U(f"{lu.name}.dh_heat"), U(f"{lu.name}.steam")
+            g.append(qh + ms * lu.dh_j_kg / MW - load * lu.useful_w_per_load / MW)
+            q_dh += qh
+            steam_made += ms
+            elec_cost -= load * lu.power_w_per_load / MW * P(spec.electricity_price)
+            outs[f"{lu.name}.heat_flow"] = qh * MW
+            outs[f"{lu.name}.steam_flow"] = ms
+        elif lu.kind == LoadKind.HEAT_PUMP:
+            heat = load * lu.capacity_w / MW
+            q_dh += heat
+            power = heat * P(f"{lu.name}.inv_cop")
+            elec_cost += power * P(spec.electricity_price)
+            g.append(heat - power - P(f"{lu.name}.source"))
+            outs[f"{lu.name}.heat_flow"] = heat * MW
+            outs[f"{lu.name}.electric_power"] = power * MW
+        else:
+            fuel_w = load * lu.capacity_w / lu.efficiency
+            if lu.kind == LoadKind.STEAM:
+                steam_made += load * lu.capacity_w / lu.dh_j_kg
+                outs[f"{lu.name}.steam_flow"] = load * lu.capacity_w / lu.dh_j_kg
+            else:
+                q_dh += load * lu.capacity_w / MW
+                outs[f"{lu.name}.heat_flow"] = load * lu.capacity_w
+        if lu.fuel_price is not None:
+            fuel_cost += fuel_w / MW * P(lu.fuel_price)
+        co2_cost += fuel_w * lu.co2_per_fuel * P(spec.co2_price)  # [kg/s * EUR/kg]
+        outs[f"{lu.name}.load"] = load
+    for s in spec.surplus:
+        if s.setpoint is not None:
+            heat = X(s.setpoint.key) * P(f"{s.name}.heat")
+            q_dh += heat
+            outs[f"{s.name}.recovered"] = heat * MW
+    for st in spec.storage:
+        flow = X(st.setpoint.key) * st.setpoint.scale  # [kg/s], > 0 charges
+        power = flow * CP_WATER * st.delta_t_k / MW
+        loss = st.loss_w_k * st.t_loss_k / MW
+        rhs[lay.x_index(f"{st.name}.energy")] = (power - loss) / HOUR  # [MWh/s]
+        q_dh -= power
+        outs[f"{st.name}.energy"] = X(f"{st.name}.energy") * 3.6e9
+    unmet_heat: Any = 0.0
+    band: Any = 0.0
+    if spec.dh is not None:
+        d = spec.dh
+        ts = X("dh.supply_temperature")
+        t_r = d.t_return_k - 273.15
+        delivered = P("g_town") * (ts - t_r)
+        loss = d.loss_w_k / MW * (ts - (d.t_ground_k - 273.15))
+        rhs[lay.x_index("dh.supply_temperature")] = (q_dh - delivered - loss) / (d.heat_capacity_j_k / MW)
+        g.append(P("q_demand") - delivered - U("unmet_heat"))
+        g.append(ts - (d.t_max_k - 273.15) - U("band_high"))
+        g.append((d.t_min_k - 273.15) - ts - U("band_low"))
+        unmet_heat = U("unmet_heat") * spec.unmet_penalty * MW
+        band = (U("band_low") + U("band_high")) * spec.band_penalty
+        outs["dh.delivered"] = delivered * MW
+        outs["dh.production"] = q_dh * MW
+    unmet_steam: Any = 0.0
+    if spec.steam:
+        g.append(P("steam_demand") - steam_made - U("unmet_steam"))
+        unmet_steam = U("unmet_steam") * spec.steam_dh_ref_j_kg * spec.unmet_penalty
+    move: Any = 0.0
+    for r in spec.ramped():
+        move += (U(f"{r.key}.rate") / (r.rate / r.scale * HOUR)) ** 2
+    move = move * spec.move_penalty * spec.move_cost_ref
+    cost = ca.vertcat(
+        fuel_cost * MW / 3.6e9,  # [MW * EUR/MWh] -> EUR/s
+        elec_cost * MW / 3.6e9,
+        co2_cost,
+        unmet_heat,
+        unmet_steam,
+        band,
+        move,
+    )
+    names = tuple(outs)
+    return SxModel(
+        x, u, p, ca.vertcat(*rhs), cost, ca.vertcat(*g) if g else ca.SX(0, 1), ca.vertcat(*outs.values()), names
+    )
+
+
+def discretise(model: SxModel, dt: float, substeps: int) -> Any:
+    """x(t + dt) for inputs held over the interval: ``substeps`` classical RK4 steps (SX expression)."""
+    import casadi as ca
+
+    f = ca.Function("f", [model.x, model.u, model.p], [model.rhs])
+    h = dt / substeps
+    xk = model.x
+    for _ in range(substeps):
+        k1 = f(xk, model.u, model.p)
+        k2 = f(xk + 0.5 * h * k1, model.u, model.p)
+        k3 = f(xk + 0.5 * h * k2, model.u, model.p)
+        k4 = f(xk + h * k3, model.u, model.p)
+        xk = xk + h / 6.0 * (k1 + 2 * k2 + 2 * k3 + k4)
+    return xk
+
+
+def rk4_substeps(spec: MpcProblemSpec) -> int:
+    """RK4 substeps that keep the fastest lag stable and accurate: h <= tau (RK4 is stable to 2.78 tau)."""
+    taus = [u.tau_s for u in spec.loads]
+    if spec.dh is not None:
+        g_max = spec.dh.design_load_w / (CP_WATER * max(spec.dh.t_min_k - spec.dh.t_return_k, 5.0)) * CP_WATER
+        taus.append(spec.dh.heat_capacity_j_k / g_max)
+    return max(1, math.ceil(spec.step_s / max(min(taus, default=spec.step_s), 1.0)))
+
+
+# ------------------------------------------------------------------------------------- parameters per step
+
+
+def _series(forecasts: Mapping[str, FloatArray], name: str, n: int, default: float) -> FloatArray:
+    """``n`` values of a forecast series (held at its end, ``default`` when absent or non-finite)."""
+    s = forecasts.get(name)
+    if s is None or len(s) == 0:
+        return np.full(n, default)
+    a = np.asarray(s, dtype=float)[:n]
+    if a.size < n:
+        a = np.concatenate([a, np.full(n - a.size, a[-1])])
+    return np.where(np.isfinite(a), a, default)
+
+
+def hx_recovery(ua: float, m_hot: FloatArray, t_hot: float, m_cold: FloatArray, t_cold: float) -> FloatArray:
+    """Heat a counter-flow exchanger recovers [W]: eps C_min (T_h,in - T_c,in), eps from NTU and
+    C_r = C_min / C_max (Incropera eq. 11.29a; C_r -> 1 limit NTU / (1 + NTU))."""
+    c_h = np.maximum(m_hot * CP_WATER, 1e-9)
+    c_c = np.maximum(m_cold * CP_WATER, 1e-9)
+    c_min = np.minimum(c_h, c_c)
+    cr = c_min / np.maximum(c_h, c_c)
+    ntu = ua / c_min
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        e = np.exp(-ntu * (1.0 - cr))
+        eps = np.where(np.abs(1.0 - cr) < 1e-6, ntu / (1.0 + ntu), (1.0 - e) / (1.0 - cr * e))
+    return np.asarray(eps * c_min * max(t_hot - t_cold, 0.0))
+
+
+def parameters(
+    spec: MpcProblemSpec, lay: Layout, forecasts: Mapping[str, FloatArray], n: int
+) -> FloatArray:
+    """The per-step parameter matrix (n x n_params) from forecasts [SI] by series name (see
+    ``symtwin.runtime.wiring.ProfileForecasts``): ``<unit>.demand``, ``<unit>.available``,
+    ``<hp>.source_temperature``, ``price.<name>`` [EUR/J], ``price.co2`` [EUR/kg]."""
+    cols: dict[str, FloatArray] = {}
+    m_town = np.zeros(n)
+    if spec.dh is not None:
+        d = spec.dh
+        frac = np.maximum(_series(forecasts, f"{d.demand_unit}.demand", n, 0.5), 0.0)
+        q = frac * d.design_load_w
+        t_r = _series(forecasts, f"{d.demand_unit}.return_temperature", n, d.t_return_k)
+        m_max = d.design_load_w / (CP_WATER * (d.t_min_k - t_r))
+        m_town = np.clip(q / (CP_WATER * np.maximum(d.t_nom_k - t_r, 5.0)), d.min_flow_fraction * m_max, m_max)
+        cols["q_demand"] = q / MW
+        cols["g_town"] = m_town * CP_WATER / MW
+    else:
+        cols["q_demand"] = np.zeros(n)
+        cols["g_town"] = np.zeros(n)
+    steam = np.zeros(n)
+    for s in spec.steam:
+        steam += np.maximum(_series(forecasts, f"{s.name}.demand", n, 0.5), 0.0) * s.design_flow_kg_s
+    cols["steam_demand"] = steam
+    avail: dict[str, FloatArray] = {}
+    for su in spec.surplus:
+        a = np.clip(_series(forecasts, f"{su.name}.available", n, 1.0), 0.0, 1.0) * su.capacity_w
+        avail[su.name] = a
+        heat = a
+        if su.hx_ua_w_k is not None and spec.dh is not None:
+            t_cold = spec.dh.t_return_k
+            m_hot = a / (CP_WATER * max(su.t_hot_k - (t_cold - 5.0), 1.0))
+            heat = np.minimum(hx_recovery(su.hx_ua_w_k, m_hot, su.t_hot_k, m_town, t_cold), a)
+        cols[f"{su.name}.heat"] = heat / MW
+    for lu in spec.loads:
+        if lu.kind == LoadKind.HEAT_PUMP:
+            t_src = _series(forecasts, f"{lu.name}.source_temperature", n, lu.t_source_k)
+            cop = lu.carnot_efficiency * lu.t_con_k / np.maximum(lu.t_con_k - (t_src - lu.source_cooling_k), 5.0)
+            cols[f"{lu.name}.inv_cop"] = 1.0 / cop
+            src = sum((avail[s] for s in lu.sources if s in avail), np.zeros(n)) if lu.sources else None
+            cols[f"{lu.name}.source"] = (src if src is not None else np.full(n, 1e12)) / MW
+    for name in lay.params:
+        if name.startswith("price."):
+            v = _series(forecasts, name, n, 0.0)
+            cols[name] = v if name == spec.co2_price else v * 3.6e9  # EUR/J -> EUR/MWh
+    if spec.storage:
+        cols["storage_value"] = np.full(n, storage_value(spec, cols))
+    return np.column_stack([cols[name] for name in lay.params])
+
+
+def storage_value(spec: MpcProblemSpec, cols: Mapping[str, FloatArray]) -> float:
+    """Value of heat left in storage at the horizon end [EUR/MWh]: 90 % (tank losses, return
+    temperature) of the horizon mean of the cheapest dispatchable DH heat (heat pump, CHP heat at its
+    marginal fuel less power revenue, hot-water boilers). Without it the optimiser empties the tank at
+    the end of every horizon."""
+    el = cols[spec.electricity_price]
+    co2 = cols[spec.co2_price]
+    best: FloatArray | None = None
+    for lu in spec.loads:
+        fuel = cols[lu.fuel_price] if lu.fuel_price else np.zeros_like(el)
+        fuel_co2 = fuel + lu.co2_per_fuel * 3.6e9 * co2  # EUR per MWh of fuel
+        if lu.kind == LoadKind.HEAT_PUMP:
+            c = el * cols[f"{lu.name}.inv_cop"]
+        elif lu.kind == LoadKind.CHP:
+            per_useful = lu.capacity_w / max(lu.useful_w_per_load, 1.0)
+            c = per_useful * fuel_co2 - lu.power_w_per_load / max(lu.useful_w_per_load, 1.0) * el
+        elif lu.kind == LoadKind.HOT_WATER:
+            c = fuel_co2 / lu.efficiency
+        else:
+            continue
+        best = c if best is None else np.minimum(best, c)
+    return 0.0 if best is None else float(0.9 * max(np.mean(best), 0.0))
+
+
+def initial_state(
+    spec: MpcProblemSpec,
+    lay: Layout,
+    state: Mapping[str, float],
+    current: Mapping[str, float],
+) -> FloatArray:
+    """Scaled x0 from twin estimates (``<unit>.<quantity>`` [SI]) and current setpoints (by key).
+
+    Loads: ``<unit>.load``, else the current setpoint. Setpoints: current value, else the load / 0.
+    Storage: ``<tank>.state_of_charge`` (twin: mean (T - T_min)/(T_max - T_min)), else top/bottom
+    temperatures. Supply temperature: ``<pipe>.outlet_temperature``, ``<demand>.supply_temperature``,
+    else nominal. Values are clipped into the state bounds.
+    """
+
+    def get(*names: str) -> float | None:
+        for nm in names:
+            v = state.get(nm)
+            if v is not None and math.isfinite(float(v)):
+                return float(v)
+        return None
+
+    x = np.zeros(len(lay.states))
+    for r in spec.ramped():
+        v = current.get(r.key)
+        if v is None or not math.isfinite(v):
+            unit = r.key.split(".")[0]
+            v = get(r.key) if get(r.key) is not None else (get(f"{unit}.load") if "load" in r.key else 0.0)
+        x[lay.x_index(r.key)] = float(v if v is not None else 0.0) / r.scale
+    for lu in spec.loads:
+        v = get(f"{lu.name}.load")
+        x[lay.x_index(f"{lu.name}.load")] = v if v is not None else x[lay.x_index(lu.setpoint.key)]
+    for st in spec.storage:
+        soc = get(f"{st.name}.state_of_charge")
+        span_max = st.e_max_j / (st.mass_kg * CP_WATER)
+        if soc is not None:
+            # twin's soc is relative to (T_max - T_min); convert to energy above T_min
+            e = soc * st.mass_kg * CP_WATER * (st.t_max_k - st.t_min_k)
+        else:
+            top, bot = get(f"{st.name}.top_temperature"), get(f"{st.name}.bottom_temperature")
+            mean = 0.5 * (top + bot) if top is not None and bot is not None else st.t_min_k + 0.5 * span_max
+            e = st.mass_kg * CP_WATER * (mean - st.t_min_k)
+        x[lay.x_index(f"{st.name}.energy")] = e / 3.6e9
+    if spec.dh is not None:
+        d = spec.dh
+        names = [f"{d.pipe}.outlet_temperature"] if d.pipe else []
+        v = get(*names, f"{d.demand_unit}.supply_temperature")
+        x[lay.x_index("dh.supply_temperature")] = (v if v is not None else d.t_nom_k) - 273.15
+    lo = np.array(lay.x_lb)
+    hi = np.array(lay.x_ub)
+    return np.clip(x, lo, hi)
+
+
+def plan_keys(spec: MpcProblemSpec) -> dict[str, str]:
+    """Park input key -> setpoint tag for every written setpoint (CHP split included)."""
+    out = {r.key: r.tag for r in spec.ramped() if r.tag is not None}
+    for lu in spec.loads:
+        if lu.kind == LoadKind.CHP and lu.split_tag is not None:
+            out[f"{lu.name}.heat_split_setpoint"] = lu.split_tag
+    return out
+
+
+def as_sequence(values: Sequence[float] | FloatArray) -> FloatArray:
+    return np.asarray(values, dtype=float)
