@@ -196,13 +196,13 @@ class Sdirk2:
                 if not self._jac_fresh:
                     self._jac = None
                     continue
+                # a fresh Jacobian did not help: halve the failing step (it starts after the k done)
+                ts = a + done * h
                 if depth > 12:
-                    raise IntegrationError(f"Newton failed at t = {t:.6g} s even with step {h:.3g} s")
-                t1 = t + h
-                w0, w1 = (t - a) / (z - a), (t1 - a) / (z - a)
-                self._interval(x, t, t1, ua + (ub - ua) * w0, ua + (ub - ua) * w1, h / 2, depth + 1)
+                    raise IntegrationError(f"Newton failed at t = {ts:.6g} s even with step {h:.3g} s")
+                w0, w1 = (ts - a) / (z - a), (ts + h - a) / (z - a)
+                self._interval(x, ts, ts + h, ua + (ub - ua) * w0, ua + (ub - ua) * w1, h / 2, depth + 1)
                 done += 1
-                self.steps -= 0
 
     def advance(
         self,

@@ -130,3 +130,18 @@ def test_errors_name_the_unit() -> None:
     )
     with pytest.raises(ParkBuildError, match="ghost"):
         Park.from_spec(dangling)
+
+
+def test_failed_newton_shortens_the_step_and_keeps_the_result(park: Park) -> None:
+    from twin.integrate import Sdirk2
+
+    sched = park.input_schedule()
+    ref = Sdirk2(park)
+    x_ref = ref.advance(park.x0, 0.0, 600.0, sched, 30.0, ())
+    tight = Sdirk2(park, max_newton=2)  # too few iterations for 30 s steps: steps get halved
+    x = tight.advance(park.x0, 0.0, 600.0, sched, 30.0, ())
+    assert tight.steps > ref.steps
+    np.testing.assert_allclose(x, x_ref, rtol=2e-4)
+    assert (
+        abs(park.stored_energy(x) - park.stored_energy(park.x0) - tight.energy_in) < 1e-9 * tight.energy_gross
+    )
