@@ -15,8 +15,8 @@ from pathlib import Path
 
 # name → module under symtwin.commands, in the order `--help` lists them.
 COMMANDS = (
-    "validate", "schema", "simulate", "sim", "run", "commission", "evaluate", "forecast", "calibrate",
-    "certs", "governance", "audit", "settle",
+    "validate", "schema", "sim", "run", "commission", "simulate", "evaluate", "forecast", "calibrate",
+    "certs", "governance", "audit", "settle", "web",
 )
 
 
@@ -70,8 +70,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if module is None:
         parser.print_help()
         return 0 if not argv else 2
-    level = logging.WARNING if args.quiet else (logging.INFO if args.verbose == 0 else logging.DEBUG)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    # Default: our own INFO lines, libraries' warnings; -v adds every decision, -vv everything at DEBUG.
+    ours = logging.WARNING if args.quiet else logging.INFO
+    logging.basicConfig(level=logging.DEBUG if args.verbose >= 2 else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if args.verbose < 2:
+        for name in ("symtwin", "twin", "sim", "adapters", "controllers"):
+            logging.getLogger(name).setLevel(ours)
+        if args.verbose == 0:
+            logging.getLogger("controllers.supervisor").setLevel(logging.WARNING)
     try:
         return int(module.run(args))
     except KeyboardInterrupt:

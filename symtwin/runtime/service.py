@@ -425,6 +425,7 @@ class Service:
             alarms=self._alarms(now, decision),
             dead_letters=self.dead_letter_count(),
             cycle=self.counters.cycles,
+            wall_time=time.time(),
         )
         for listener in self._listeners:
             try:

@@ -45,11 +45,15 @@ def opcua_config(
     endpoint: str | None = None,
     insecure: bool = False,
     credentials_dir: str | Path | None = None,
+    time_scale: float = 1.0,
 ) -> OpcUaConfig:
     """The OPC UA adapter's parameters for every OPC UA-bound tag (and the heartbeat node).
 
     endpoint/insecure override the config for the simulation-only mode (virtual plant on loopback).
+    time_scale: clock seconds per wall second (simulation faster than real time): the adapter's own
+    periods run on the wall clock, so sampling, publishing and re-read ages shrink by this factor.
     """
+    k = float(time_scale)
     tags = []
     for t in site.tags.values():
         b = t.binding.opcua
@@ -61,16 +65,16 @@ def opcua_config(
             node_id=b.node_id,
             data_type=DataType.parse(b.data_type),
             direction=UaDirection.SETPOINT if t.direction is Direction.SETPOINT else UaDirection.MEASUREMENT,
-            sampling_interval_s=parse_duration(b.sampling_interval),
+            sampling_interval_s=parse_duration(b.sampling_interval) / k,
             deadband=b.deadband,
             scale=d.factor,
             offset=d.offset,
-            max_age_s=t.max_age_s,
+            max_age_s=t.max_age_s / k,
         ))
     hb = site.config.controller.heartbeat
     if hb is not None:
         tags.append(OpcUaTag(HEARTBEAT_TAG, hb.node_id, DataType.parse(hb.data_type), UaDirection.SETPOINT,
-                             sampling_interval_s=parse_duration(hb.sampling_interval)))
+                             sampling_interval_s=parse_duration(hb.sampling_interval) / k))
     cfg = site.config.adapters.opcua
     base = site.path.parent
     watchdog, hang = 1.0, 8.0
@@ -101,8 +105,9 @@ def opcua_config(
         tags=tuple(tags),
         security=security,
         timeouts=OpcUaTimeouts(connect_s=timeout, request_s=timeout),
-        watchdog_period_s=watchdog,
+        watchdog_period_s=max(watchdog / k, 0.05),
         reconnect_hang_s=hang,
+        publishing_interval_s=max(0.5 / k, 0.02),
     )
 
 

@@ -1,0 +1,302 @@
+"""Assemble and run the service: `symtwin run` (the real site) and `symtwin sim` (virtual plant on loopback).
+
+Everything is built here from the validated site config, in one place; components receive plain
+parameters. Shutdown (SIGTERM/SIGINT, or the end of a simulated duration) is orderly: the loop stops,
+safe setpoints are written when in auto, adapters close, history and outbox are flushed to disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from adapters.base import Sample, Sink
+from controllers.types import ControlResult
+from symtwin.config import LoadedSite
+from symtwin.runtime.clock import Clock, RealClock, ScaledClock
+from symtwin.runtime.service import ControllerPort, Service, SolveRequest
+from symtwin.runtime.twin_tracker import ParkTracker, site_epoch
+from symtwin.runtime.wiring import HEARTBEAT_TAG, ProfileForecasts, opcua_config, service_params
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    simulate: bool  # True: virtual plant on loopback + service; False: the real site
+    host: str = "127.0.0.1"
+    port: int = 8080  # live view and /metrics; 0 picks a free port
+    speed: float = 1.0  # simulated seconds per wall second (sim only)
+    duration_s: float | None = None  # stop after this much clock time (None: until a signal)
+    start_offset_s: float = 0.0  # where in the profile year the simulation starts [s] (sim only)
+    state_dir: Path = Path("var")
+    controller: str | None = None  # "mpc" | "baseline" | "none"; None: from the config
+    opcua_port: int = 0  # virtual plant's OPC UA port (0: a free one)
+    progress: bool = True
+    credentials_dir: Path | None = None
+
+
+class FanOut:
+    """One Sink in front of several (local history, InfluxDB outbox); one failing sink never stops another."""
+
+    def __init__(self, sinks: Sequence[Sink]) -> None:
+        self.sinks = list(sinks)
+
+    def write(self, samples: Sequence[Sample]) -> None:
+        for s in self.sinks:
+            try:
+                s.write(samples)
+            except Exception:
+                log.exception("history sink %s refused a batch", type(s).__name__)
+
+
+class InlinePort:
+    """A fast controller (the rule-based baseline) run in the loop's thread pool with a deadline."""
+
+    def __init__(self, controller: Any) -> None:
+        self.controller = controller
+
+    async def solve(self, request: SolveRequest, deadline_s: float) -> ControlResult:
+        import numpy as np
+
+        forecasts = {k: np.asarray(v, dtype=float) for k, v in request.forecasts.items()}
+        loop = asyncio.get_running_loop()
+        fut = loop.run_in_executor(None, self.controller.step, dict(request.state), forecasts, request.now)
+        return await asyncio.wait_for(fut, deadline_s)
+
+    def reset_warm_start(self) -> None:
+        self.controller.reset_warm_start()
+
+
+def build_controller(site: LoadedSite, kind: str, step_s: float) -> ControllerPort | None:
+    if kind == "none":
+        return None
+    if kind == "mpc":
+        try:
+            from controllers.mpc import port_from_site  # type: ignore[attr-defined]
+        except ImportError:
+            log.warning("the MPC is not available in this build; running the rule-based baseline instead")
+        else:
+            port: ControllerPort = port_from_site(site)
+            return port
+    from controllers.baseline import from_site
+
+    return InlinePort(from_site(site, step_s=step_s))
+
+
+class Progress:
+    """One status line on stderr, refreshed at most every ``every_s`` wall seconds."""
+
+    def __init__(self, service: Service, start: float, duration_s: float | None, every_s: float = 2.0) -> None:
+        self.service, self.start, self.duration, self.every = service, start, duration_s, every_s
+        self._last = 0.0
+        self.tty = sys.stderr.isatty()
+
+    def __call__(self, *_: object) -> None:
+        wall = time.monotonic()
+        if wall - self._last < self.every:
+            return
+        self._last = wall
+        snap = self.service.snapshot()
+        done = snap.time - self.start
+        pct = f" {100 * done / self.duration:5.1f}%" if self.duration else ""
+        line = (f"[sim {done / 3600:7.2f} h{pct}] mode {snap.mode}, solve {snap.solve_status}, "
+                f"fallback {snap.fallback}, alarms {len(snap.alarms)}, cycles {snap.cycle}")
+        print(("\r" + line) if self.tty else line, end="" if self.tty else "\n", file=sys.stderr, flush=True)
+
+
+async def serve(site: LoadedSite, opts: RunOptions) -> int:
+    """Run until a signal or the end of ``duration_s``; returns the exit code."""
+    from adapters.opcua.client import OpcUaAdapter
+    from adapters.store.deadletter import DeadLetterStore
+    from adapters.store.history import HistoryParams, LocalHistory
+    from symtwin.units import parse_duration
+    from symtwin.web.app import bound_port, create_app, start_web
+    from twin.park import Park
+
+    params = service_params(site)
+    t0 = site_epoch(site.config.site.start, time.time())
+    clock: Clock
+    plant = server = None
+
+    state = opts.state_dir
+    state.mkdir(parents=True, exist_ok=True)
+    dead = DeadLetterStore(state / "dead-letters.sqlite")
+    history = LocalHistory(
+        HistoryParams(state / "history.sqlite", retention_s=parse_duration(site.config.adapters.history.retention)),
+        dead_letters=dead,
+    )
+    sinks: list[Sink] = [history]
+    influx = None
+    if site.config.adapters.influx is not None and not opts.simulate:
+        influx = _influx_historian(site, state, dead, opts)
+        sinks.append(influx)
+
+    if opts.simulate:
+        from sim.plant import VirtualPlant
+        from sim.server import PlantServer
+
+        clock = ScaledClock(start=t0 + opts.start_offset_s, speed=opts.speed)
+        plant = VirtualPlant.from_site(site, start=clock.now(), origin=t0)
+        hb = site.config.controller.heartbeat
+        server = PlantServer(plant, clock=clock, port=opts.opcua_port or _free_port(), step_s=min(params.cycle_s, 5.0),
+                             extra_nodes=[(hb.node_id, hb.data_type)] if hb else ())
+        await server.start()
+        ua_cfg = opcua_config(site, endpoint=server.endpoint, insecure=True, time_scale=opts.speed)
+        log.warning("simulation-only mode: virtual plant at %s (security None on loopback), speed %gx",
+                    server.endpoint, opts.speed)
+    else:
+        clock = RealClock()
+        ua_cfg = opcua_config(site, credentials_dir=opts.credentials_dir)
+
+    kind = opts.controller or site.config.controller.kind
+    controller = build_controller(site, kind, params.step_s)
+    forecasts = ProfileForecasts(site, t0)
+    if plant is not None:
+        sim_plant = plant
+        base_call = forecasts.__call__
+
+        def with_faults(now: float, times: Sequence[float]) -> dict[str, Sequence[float]]:
+            forecasts.overrides = {f"price.{k}" if not k.startswith("price.") else k: v
+                                   for k, v in sim_plant.forecast_overrides(now).items()}
+            return dict(base_call(now, times))
+
+        forecast_fn: Any = with_faults
+    else:
+        forecast_fn = forecasts
+    exchanges = {}
+    for e in site.config.exchanges:
+        conn = site.connection_by_id[e.connection]
+        medium = next(c.medium for c in site.park_spec().connections
+                      if f"{c.source}.{c.source_port}" == conn.source)
+        exchanges[e.id] = (conn.source.split(".")[0], conn.target.split(".")[0], medium)
+    twin = ParkTracker(Park.from_config(site), t0, exchanges)
+    service = Service(
+        site, clock=clock, params=params, controller=controller, writer=None, history=FanOut(sinks), twin=twin,
+        forecasts=forecast_fn, dead_letter_count=lambda: len(dead),
+    )
+    adapter = OpcUaAdapter(ua_cfg, service, clock=clock.now, on_dead_letter=dead.add)
+    service.writer = adapter
+    started = False
+
+    def health() -> tuple[bool, dict[str, Any]]:
+        snap = service.snapshot()
+        ok = adapter.connected and started and snap.cycle > 0
+        return ok, {"opcua": adapter.connected, "cycles": snap.cycle, "mode": snap.mode, "fallback": snap.fallback}
+
+    web_config, passwords = _sim_users(site) if opts.simulate and not site.config.web.users else (None, {})
+    app = create_app(site, service, service, service.metrics, history, health=health, clock=time.time,
+                     web_config=web_config)
+    runner = await start_web(app, opts.host, opts.port)
+    port = bound_port(runner)
+    print(f"symtwin: live view on http://{opts.host}:{port}/  (/metrics, /healthz)", file=sys.stderr, flush=True)
+    if passwords:
+        print("symtwin: simulation logins (one operator per party; passwords change every run):", file=sys.stderr)
+        for name, password in sorted(passwords.items()):
+            print(f"    {name:<24} {password}", file=sys.stderr)
+        sys.stderr.flush()
+
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, service.stop)
+    if opts.progress:
+        service.on_snapshot(Progress(service, clock.now(), opts.duration_s))
+    code = 0
+    try:
+        await adapter.start()
+        await _first_values(service, timeout_s=20.0)
+        started = True
+        until = clock.now() + opts.duration_s if opts.duration_s else None
+        await service.run(until=until)
+    finally:
+        log.info("shutting down: adapters, web, history")
+        with contextlib.suppress(Exception):
+            await adapter.stop()
+        with contextlib.suppress(Exception):
+            await runner.cleanup()
+        if server is not None:
+            with contextlib.suppress(Exception):
+                await server.close()
+        if influx is not None:
+            influx.close()
+        history.close()
+        dead.close()
+        if opts.progress and sys.stderr.isatty():
+            print(file=sys.stderr)
+        print(f"symtwin: stopped after {service.counters.cycles} cycles; history in {state}", file=sys.stderr)
+    return code
+
+
+def _sim_users(site: LoadedSite) -> tuple[Any, dict[str, str]]:
+    """Simulation-only mode on embedded defaults: one operator per party with a fresh random password.
+
+    Only the hashes are kept by the web layer; the passwords are printed once on the terminal (like a
+    notebook server's token), never written to disk.
+    """
+    import secrets
+
+    from symtwin.web.app import WebConfig
+    from symtwin.web.auth import User, hash_password
+
+    users, passwords = {}, {}
+    for party in site.config.parties:
+        name = f"{party.id}-operator"
+        passwords[name] = secrets.token_urlsafe(9)
+        users[name] = User(name, party.id, "operator", hash_password(passwords[name]))
+    return WebConfig(users), passwords
+
+
+async def _first_values(service: Service, timeout_s: float) -> None:
+    """Wait (wall time) until every measurement tag has a value, so the first cycle is not a false alarm."""
+    wanted = set(service.measurement_tags)
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        service.latest.drain()
+        missing = wanted - set(service.latest.table)
+        if not missing:
+            return
+        await asyncio.sleep(0.05)
+    log.warning("no value yet from %d measurement tags after %.0f s: %s", len(missing), timeout_s,
+                ", ".join(sorted(missing)[:10]))
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _influx_historian(site: LoadedSite, state: Path, dead: Any, opts: RunOptions) -> Any:
+    """InfluxDB v2 historian behind a durable SQLite outbox (nothing is lost while the store is away)."""
+    from adapters.influx import InfluxHistorian, InfluxParams, OutboxParams, SenderParams
+    from symtwin.secrets import resolve
+    from symtwin.units import parse_quantity
+
+    cfg = site.config.adapters.influx
+    assert cfg is not None
+    token = resolve(cfg.token, "InfluxDB token", opts.credentials_dir) or ""
+    bounds = {t.id: t.bounds_si for t in site.tags.values() if t.bounds_si is not None}
+    labels = {t.id: {"unit": t.unit, "party": t.owner} for t in site.tags.values()}
+    return InfluxHistorian(
+        InfluxParams(url=cfg.url, org=cfg.org, bucket=cfg.bucket, token=token),
+        OutboxParams(path=site.path.parent / site.config.adapters.outbox.path,
+                     max_bytes=int(parse_quantity(site.config.adapters.outbox.max_bytes, "B"))),
+        dead,
+        sender=SenderParams(batch_lines=cfg.batch_lines),
+        labels=labels,
+        bounds=bounds,
+    )
+
+
+__all__ = ["HEARTBEAT_TAG", "RunOptions", "serve"]
