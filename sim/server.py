@@ -142,7 +142,9 @@ class PlantServer:
         idx = await server.register_namespace(NAMESPACE)
         while idx < top:
             idx = await server.register_namespace(f"{NAMESPACE}:{idx + 1}")
-        folder = await server.nodes.objects.add_folder(ua.NodeId.from_string("ns=2;s=VirtualPlant"), "VirtualPlant")
+        folder = await server.nodes.objects.add_folder(
+            ua.NodeId.from_string("ns=2;s=VirtualPlant"), "VirtualPlant"
+        )
         now = self.clock.now()
         for tag in self.tags:
             assert tag.node_id is not None
