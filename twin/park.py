@@ -261,6 +261,30 @@ class Park:
         """df/dx as a dense array (for estimators)."""
         return np.asarray(self.jacobian_sparse(t, x, u, p).toarray())
 
+    def jacobian_params(
+        self,
+        x: npt.ArrayLike,
+        u: npt.ArrayLike,
+        names: list[str],
+        p: npt.ArrayLike | None = None,
+        t: float = 0.0,
+    ) -> Array:
+        """df/dp [n_states x len(names)] for the named parameters (central differences), e.g.
+        ``["refinery_hx.ua", "dh_main.loss_coefficient"]``; structural parameters are not allowed."""
+        pa = self._p(p).copy()
+        cols = []
+        for name in names:
+            local = name.split(".", 1)[-1]
+            if local in ("cells", "segments", "nodes", "medium") or local.startswith("_"):
+                raise ValueError(f"{name}: structural or derived parameters have no derivative")
+            i = self.param_names.index(name)
+            h = 1e-6 * max(abs(pa[i]), 1e-6)
+            hi, lo = pa.copy(), pa.copy()
+            hi[i] += h
+            lo[i] -= h
+            cols.append((self.rhs(t, x, u, hi) - self.rhs(t, x, u, lo)) / (2 * h))
+        return np.column_stack(cols) if cols else np.empty((self.n_states, 0))
+
     def plain_rhs(self) -> Callable[..., None]:
         """The same right-hand side as plain Python (never compiled): ``f(t, x, u, p, dx, y, b)``."""
         from twin.units._backend import retarget

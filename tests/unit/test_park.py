@@ -145,3 +145,30 @@ def test_failed_newton_shortens_the_step_and_keeps_the_result(park: Park) -> Non
     assert (
         abs(park.stored_energy(x) - park.stored_energy(park.x0) - tight.energy_in) < 1e-9 * tight.energy_gross
     )
+
+
+def test_numpy_path_matches_compiled(park: Park) -> None:
+    from twin._numpy import numpy_rhs
+
+    f = numpy_rhs(park)
+    x = park.x0 * (1 + 1e-3 * np.random.default_rng(4).standard_normal(park.n_states))
+    u = park.u_default.copy()
+    for charge in (15.0, -15.0):
+        u[park.input_names.index("tank.charge_setpoint")] = charge
+        dx, y, b = np.empty(park.n_states), np.empty(park.n_outputs), np.empty(4)
+        f(0.0, x, u, park.params, dx, y, b)
+        np.testing.assert_allclose(dx, park.rhs(0.0, x, u), rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(y, park.outputs(x, u), rtol=1e-9)
+
+
+def test_parameter_jacobian(park: Park) -> None:
+    x, u = park.x0, park.u_default
+    jp = park.jacobian_params(x, u, ["hx.ua", "pipe.loss_coefficient"])
+    assert jp.shape == (park.n_states, 2)
+    # UA moves heat only inside the exchanger; the pipe loss only inside the pipe
+    hx_rows = [i for i, n in enumerate(park.state_names) if n.startswith("hx.")]
+    pipe_rows = [i for i, n in enumerate(park.state_names) if n.startswith("pipe.")]
+    assert np.any(jp[hx_rows, 0] != 0) and np.all(jp[pipe_rows, 0] == 0)
+    assert np.any(jp[pipe_rows, 1] != 0) and np.all(jp[hx_rows, 1] == 0)
+    with pytest.raises(ValueError, match="structural"):
+        park.jacobian_params(x, u, ["hx.cells"])
