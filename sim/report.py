@@ -189,7 +189,7 @@ def _plots(rec: RunRecord, out: Path) -> list[tuple[str, str]]:
     def draw_sp(ax: Any, tag: str, spec: Any) -> None:
         w = np.array([spec.from_si(v) for v in rec.written[tag]])
         p = np.array([spec.from_si(v) for v in rec.position[tag]])
-        ax.step(h, w, where="post", lw=1.0, label="written")
+        ax.step(h, w, where="post", lw=1.0, label="service")
         ax.plot(h, p, lw=0.8, ls="--", label="actuator")
         if spec.bounds_si:
             for b in spec.bounds_si:
@@ -219,6 +219,7 @@ def _plots(rec: RunRecord, out: Path) -> list[tuple[str, str]]:
         (np.asarray(rec.fallback, dtype=float), "fallback level"),
     ]
     for ax, (y, label) in zip(axes, series, strict=True):
+        _light(ax)
         if label.startswith("fallback"):
             ax.step(h, y, where="post", lw=1.0)
             ax.set_ylim(-0.2, 2.2)
@@ -227,7 +228,6 @@ def _plots(rec: RunRecord, out: Path) -> list[tuple[str, str]]:
             ax.plot(h, y, lw=1.0)
         shade(ax)
         ax.set_ylabel(label, fontsize=7)
-        _light(ax)
     axes[-1].set_xlabel("time [h]", fontsize=8)
     fig.suptitle("Demand met, constraints and fallback (faults shaded)", fontsize=10)
     fig.subplots_adjust(left=0.1, right=0.98, top=0.94, bottom=0.07, hspace=0.25)

@@ -499,7 +499,7 @@ async def run_scenario(
         rec.truth[t.id] = []
     rec.events.append(
         Event(
-            t0,
+            t_start,
             "run",
             f"scenario {scenario.name!r} starts ({scenario.duration_s / 3600:g} h, "
             f"controller {scenario.controller}, mode {scenario.mode})",
