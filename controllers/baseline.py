@@ -8,7 +8,8 @@ District heating is dispatched by a fixed merit order, cheapest and cleanest fir
 4. storage discharge (only while the tank top is hot enough to supply the network),
 5. peak boilers (the rest; whatever they cannot cover is reported as unmet demand).
 
-Process steam is met by the CHP first and the backup steam boiler after. The storage tank follows a
+Process steam is met by the CHP first and the backup steam boiler after; the steam target is the
+measured demand trimmed by the header pressure error (proportional feedback, as a boiler master does). The storage tank follows a
 thermostat on its top temperature with hysteresis: below ``charge_on_k`` it charges from the spare
 capacity of sources 1-3 until the top passes ``charge_off_k``; peak boilers never charge it.
 
@@ -75,8 +76,9 @@ class Reading:
     names: tuple[tuple[str, float], ...]
 
     def value(self, state: Mapping[str, float], forecasts: Mapping[str, FloatArray], k: int) -> float | None:
-        """Value at plan step ``k``. Step 0: state first, then the forecasts' first entry. Later steps:
-        the forecasts' entry k (held at their end), else the step-0 value (persistence)."""
+        """Value at plan step ``k``: the first name, in order, that has a finite value. Step 0: a name's
+        state value, else its forecast's first entry. Later steps: forecast entry k (held at the end),
+        else the step-0 value (persistence)."""
         if k > 0:
             for name, scale in self.names:
                 v = _series_at(forecasts.get(name), k)
@@ -86,7 +88,6 @@ class Reading:
             x = state.get(name)
             if x is not None and math.isfinite(x):
                 return float(x) * scale
-        for name, scale in self.names:
             v = _series_at(forecasts.get(name), 0)
             if v is not None:
                 return v * scale
@@ -170,6 +171,21 @@ class StorageThermostat:
 
 
 @dataclass(frozen=True)
+class PressureTrim:
+    """Steam header pressure feedback, as a boiler master controller does: the steam target is the
+        steam demand plus ``gain_kg_s_per_pa`` [kg/s per Pa] times (nominal - measured) pressure, plus its
+    integral over ``integral_time_s`` (proportional-integral, bounded by ``integral_limit_kg_s``).
+        Without it a falling header pressure lowers the consumers' draw, the measured demand, and so the
+        production: the pressure collapses."""
+
+    pressure: Reading
+    nominal_pa: float
+    gain_kg_s_per_pa: float
+    integral_time_s: float | None = None  # PI when given: removes the offset of pure P [s]
+    integral_limit_kg_s: float = 10.0  # anti-windup: largest integral correction [kg/s]
+
+
+@dataclass(frozen=True)
 class BaselineParams:
     """Everything the rules need. Setpoint names are ``"<unit>.<quantity>"``; ``setpoint_tags`` maps
     them to the tag ids the supervisor knows (setpoints without a tag are then not proposed).
@@ -183,6 +199,8 @@ class BaselineParams:
     storage: tuple[StorageThermostat, ...] = ()
     peak_boilers: tuple[Boiler, ...] = ()
     steam_boilers: tuple[Boiler, ...] = ()
+    pressure_trim: tuple[PressureTrim, ...] = ()
+    heat_margin: float = 0.0  # share added to the heat demand for network losses the rules do not model [-]
     setpoint_tags: Mapping[str, str] | None = None
     step_s: float = 900.0
 
@@ -221,10 +239,31 @@ class BaselineController:
     def __init__(self, params: BaselineParams) -> None:
         self.params = params
         self._charging = {s.unit: False for s in params.storage}
+        self._integral = [0.0 for _ in params.pressure_trim]  # pressure PI integrals [kg/s]
+        self._last_now: float | None = None
 
     def reset_warm_start(self) -> None:
-        """Forget the thermostat memory (the baseline's only state)."""
+        """Forget the thermostat and pressure-controller memory (the baseline's only state)."""
         self._charging = dict.fromkeys(self._charging, False)
+        self._integral = [0.0 for _ in self._integral]
+        self._last_now = None
+
+    def _trim(self, state: Mapping[str, float], forecasts: Mapping[str, FloatArray], now: float) -> float:
+        """Steam correction from the header pressure controllers [kg/s]; updates their integrals."""
+        dt = 0.0 if self._last_now is None else min(max(now - self._last_now, 0.0), 3600.0)
+        self._last_now = now
+        total = 0.0
+        for i, trim in enumerate(self.params.pressure_trim):
+            pressure = trim.pressure.value(state, forecasts, 0)
+            if pressure is None:
+                continue  # no measurement: hold the integral, no correction from it
+            error = trim.nominal_pa - pressure
+            if trim.integral_time_s:
+                step = trim.gain_kg_s_per_pa * error * dt / trim.integral_time_s
+                lim = trim.integral_limit_kg_s
+                self._integral[i] = min(max(self._integral[i] + step, -lim), lim)
+            total += trim.gain_kg_s_per_pa * error + self._integral[i]
+        return total
 
     def step(
         self, state: Mapping[str, float], forecasts: Mapping[str, FloatArray], now: float
@@ -235,6 +274,7 @@ class BaselineController:
         charging = dict(self._charging)
         plans: list[_Dispatch] = []
         readings = (*p.heat_demand, *p.steam_demand)
+        trim = self._trim(state, forecasts, now)
         for k in range(n):
             values = [r.value(state, forecasts, k) for r in readings]
             if any(v is None for v in values):
@@ -247,7 +287,8 @@ class BaselineController:
                     )
                 break  # the forecasts end here, and so does the plan
             heat = sum(v for v in values[: len(p.heat_demand)] if v is not None)
-            steam = sum(v for v in values[len(p.heat_demand) :] if v is not None)
+            steam = sum(v for v in values[len(p.heat_demand) :] if v is not None) + trim
+            heat *= 1.0 + p.heat_margin
             plans.append(self._dispatch(max(heat, 0.0), max(steam, 0.0), state, forecasts, k, charging))
             if k == 0:
                 self._charging = dict(charging)  # later steps are look-ahead: remember only the first
@@ -400,7 +441,10 @@ def _enthalpy_rise(p_pa: float, t_steam_k: float | None, t_feed_k: float) -> flo
 
 
 def from_park_spec(
-    spec: ParkSpec, setpoint_tags: Mapping[str, str] | None = None, step_s: float = 900.0
+    spec: ParkSpec,
+    setpoint_tags: Mapping[str, str] | None = None,
+    step_s: float = 900.0,
+    heat_margin: float = 0.05,
 ) -> BaselineController:
     """A baseline for a park: merit order chosen by unit model (surplus heat, heat pump, CHP heat,
     storage discharge, peak boiler; steam from the CHP, then steam boilers)."""
@@ -482,9 +526,22 @@ def from_park_spec(
         _profile_reading(u, "demand", u.params["design_load"], ((f"{u.name}.heat_flow", 1.0),))
         for u in demands
     )
+    # Steam: the consumers' demand (forecast) before the measured flow, which sags with the header
+    # pressure and would pull production down with it.
     steam_demand = tuple(
-        _profile_reading(u, "demand", u.params["design_flow"], ((f"{u.name}.steam_flow", 1.0),))
+        Reading(
+            (
+                *_profile_reading(u, "demand", u.params["design_flow"]).names,
+                (f"{u.name}.steam_flow", 1.0),
+            )
+        )
         for u in by_model.get("steam_consumer", [])
+    )
+    # PI on the header pressure: 2 kg/s more steam per bar missing, integral time 10 min; a gentle trim
+    # on top of the demand forecast (10 kg/s per bar oscillates against the CHP's 10-minute lag)
+    trims = tuple(
+        PressureTrim(Reading(((f"{u.name}.pressure", 1.0),)), u.params["nominal_pressure"], 2e-5, 600.0)
+        for u in by_model.get("steam_header", [])
     )
     params = BaselineParams(
         heat_demand=heat,
@@ -495,6 +552,8 @@ def from_park_spec(
         storage=tuple(tanks),
         peak_boilers=tuple(peak),
         steam_boilers=tuple(backup),
+        pressure_trim=trims,
+        heat_margin=heat_margin,
         setpoint_tags=setpoint_tags,
         step_s=step_s,
     )

@@ -81,7 +81,7 @@ SPEC = ParkSpec(
 
 @pytest.fixture
 def ctl() -> BaselineController:
-    return from_park_spec(SPEC)
+    return from_park_spec(SPEC, heat_margin=0.0)
 
 
 def state(
@@ -217,3 +217,30 @@ def test_from_site_proposes_every_setpoint_tag_and_the_supervisor_accepts_it() -
     assert not any(a.code is AlarmCode.INCOMPLETE_PROPOSAL for a in d.alarms)
     for lim in limits:  # first write has no reference: the clamped proposal
         assert d.written[lim.tag] == pytest.approx(lim.clamp(r.setpoints[lim.tag]))
+
+
+def test_header_pressure_pi_raises_steam_until_the_pressure_is_back() -> None:
+    spec = ParkSpec(
+        SPEC.name,
+        (*SPEC.units, unit("header", "steam_header", volume=60.0, nominal_pressure=10e5)),
+        SPEC.connections,
+    )
+    ctl = from_park_spec(spec, heat_margin=0.0)
+    low = dict(state(10e6, steam_kg_s=30.0), **{"header.pressure": 9e5})
+    first = ctl.step(low, {}, 0.0).objective_terms["steam_chp_kg_s"]
+    assert first == pytest.approx(30.0 + 2e-5 * 1e5)  # proportional part: 2 kg/s per bar
+    later = ctl.step(low, {}, 600.0).objective_terms["steam_chp_kg_s"]
+    assert later == pytest.approx(first + 2.0)  # one integral time later the integral adds as much again
+    ctl.reset_warm_start()
+    assert ctl.step(low, {}, 1200.0).objective_terms["steam_chp_kg_s"] == pytest.approx(first)
+
+
+def test_steam_demand_forecast_wins_over_the_sagging_measured_flow(ctl: BaselineController) -> None:
+    st = state(10e6, steam_kg_s=20.0)  # measured flow sags with the pressure
+    r = ctl.step(st, {"pharma_demand": np.array([0.5])}, 0.0)  # demand 0.5 x 60 kg/s
+    assert r.objective_terms["steam_chp_kg_s"] == pytest.approx(30.0)
+
+
+def test_heat_margin_covers_network_losses() -> None:
+    r = from_park_spec(SPEC, heat_margin=0.05).step(state(20e6), {}, 0.0)
+    assert r.objective_terms["heat_surplus_w"] == pytest.approx(21e6)
