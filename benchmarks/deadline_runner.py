@@ -91,7 +91,9 @@ def hard_cycles(cycles: int, period: float, seed: int = 7) -> dict[str, object]:
             durations.append(time.monotonic() - t0)
             solve_times.append(t_solve)
             if durations[-1] > period:
-                over.append(f"{names[case]}: cycle {durations[-1]:.3f} s, solve {t_solve:.3f} s, {res.status.value}")
+                over.append(
+                    f"{names[case]}: cycle {durations[-1]:.3f} s, solve {t_solve:.3f} s, {res.status.value}"
+                )
             not_ready += "no controller worker ready" in res.message
             t_next += period
             time.sleep(max(0.0, t_next - time.monotonic()))
