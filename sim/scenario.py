@@ -386,6 +386,37 @@ class InlineController:
             reset()
 
 
+class SettledPort:
+    """Wraps a ControllerPort so the runner can wait for a solve in flight: on a manual clock a solve takes
+    no plant time, whatever wall time it needs (the port still enforces its own wall-clock deadline)."""
+
+    def __init__(self, port: Any) -> None:
+        self.port = port
+        self.busy = 0
+
+    async def solve(self, request: Any, deadline_s: float) -> Any:
+        self.busy += 1
+        try:
+            return await self.port.solve(request, deadline_s)
+        finally:
+            self.busy -= 1
+
+    def reset_warm_start(self) -> None:
+        self.port.reset_warm_start()
+
+    async def settle(self) -> None:
+        await asyncio.sleep(0)  # let a solve the cycle just started begin
+        while self.busy:
+            await asyncio.sleep(0.001)
+        for _ in range(3):  # and let the service book its result
+            await asyncio.sleep(0)
+
+    def close(self) -> None:
+        close = getattr(self.port, "close", None)
+        if callable(close):
+            close()
+
+
 def make_controller(kind: str, site: Any, step_s: float = 900.0) -> Any:
     """The ControllerPort for a scenario's ``controller:`` (None for "none")."""
     if kind == "none":
@@ -397,9 +428,13 @@ def make_controller(kind: str, site: Any, step_s: float = 900.0) -> Any:
         except ImportError as exc:
             raise ScenarioError(str(site.path), [f"controller 'baseline' is not available: {exc}"]) from None
         return InlineController(baseline.from_site(site, step_s=step_s), keys)
-    raise ScenarioError(
-        str(site.path), [f"controller {kind!r} cannot run in a scenario yet (use none or baseline)"]
-    )
+    if kind == "mpc":
+        try:
+            from controllers.mpc import MpcPort
+        except ImportError as exc:
+            raise ScenarioError(str(site.path), [f"controller 'mpc' is not available: {exc}"]) from None
+        return MpcPort.from_site(site)
+    raise ScenarioError(str(site.path), [f"unknown controller {kind!r} (use none, baseline or mpc)"])
 
 
 # ----------------------------------------------------------------------------------------------- running
@@ -470,7 +505,8 @@ async def run_scenario(
     clock = ManualClock(t_start)
     link = DirectLink(plant)
     sink = CountingSink()
-    controller = make_controller(scenario.controller, site, scenario.control_period_s)
+    port = make_controller(scenario.controller, site, scenario.control_period_s)
+    controller = SettledPort(port) if port is not None else None
     params = ServiceParams(
         cycle_s=scenario.cycle_s,
         control_period_s=scenario.control_period_s,
@@ -531,8 +567,8 @@ async def run_scenario(
                 rec.events.append(Event(when, "fault_end", f.describe(), {"fault": f.kind.value}))
         failed_before = link.failed
         decision = await service.cycle()
-        for _ in range(3):  # let a background solve task run and finish within this cycle's time
-            await asyncio.sleep(0)
+        if controller is not None:
+            await controller.settle()  # a solve started this cycle ends before plant time moves on
         if c < n_warm:
             _advance(plant, clock, sub, scenario.plant_step_s, deliver)
             return
@@ -595,6 +631,8 @@ async def run_scenario(
     rec.end = clock.now()
     n_before = len(plant.writes)
     await service.shutdown()
+    if controller is not None:
+        controller.close()
     jumps = [f"{tag} -> {v:.6g}" for _, tag, v in plant.writes[n_before:]]
     if jumps:
         rec.events.append(
