@@ -6,6 +6,9 @@ The service (supervisor, input health, controller) runs on a manual clock couple
 virtual plant (the site's park with plant-model mismatch, noise, actuator lags and the scenario's
 faults). The report folder holds index.html (plots as PNG), verdicts.json and events.jsonl.
 
+On the manual clock a controller's solve takes no plant time: the run waits for it (the MPC still has its
+wall-clock deadline; its worker process takes a few tens of seconds to start).
+
 Exit codes: 0 every criterion passed, 1 a criterion failed, 2 the site config or the scenario is invalid.
 CONFIG is the site config; when the scenario names another one, CONFIG wins (a note says so).
 """
