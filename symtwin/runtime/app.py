@@ -12,6 +12,7 @@ import contextlib
 import logging
 import signal
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -113,6 +114,45 @@ class Progress:
         print(("\r" + line) if self.tty else line, end="" if self.tty else "\n", file=sys.stderr, flush=True)
 
 
+class StoreGauges:
+    """Outbox depth and store drops on /metrics, read by a daemon thread every ``every_s`` [s].
+
+    The stores' stats take their locks, which their writer threads hold during an SQLite commit; reading
+    them here keeps that wait off the event loop that runs the control cycle.
+    """
+
+    def __init__(self, metrics: Any, history: Any, influx: Any | None, every_s: float = 1.0) -> None:
+        self.metrics, self.history, self.influx, self.every_s = metrics, history, influx, every_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="store-gauges", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def update(self) -> None:
+        h = self.history.stats()
+        depth, dropped = h.buffered, h.dropped
+        if self.influx is not None:
+            m = self.influx.metrics()
+            depth += m.depth + m.buffered
+            dropped += m.dropped
+        self.metrics.set("outbox_depth", "samples accepted but not yet durable in the history store or "
+                         "acknowledged by InfluxDB", depth)
+        self.metrics.set("store_dropped", "samples the history store or InfluxDB outbox dropped (full)", dropped)
+        self.metrics.set("history_stored", "samples stored in the local history since start", h.stored)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every_s):
+            try:
+                self.update()
+            except Exception:
+                log.exception("reading store statistics failed")
+
+
 async def serve(site: LoadedSite, opts: RunOptions) -> int:
     """Run until a signal or the end of ``duration_s``; returns the exit code."""
     from adapters.opcua.client import OpcUaAdapter
@@ -124,15 +164,18 @@ async def serve(site: LoadedSite, opts: RunOptions) -> int:
 
     params = service_params(site)
     t0 = site_epoch(site.config.site.start, time.time())
-    clock: Clock
     plant = server = None
 
     state = opts.state_dir
     state.mkdir(parents=True, exist_ok=True)
     dead = DeadLetterStore(state / "dead-letters.sqlite")
+    # Retention runs on the service's clock: on the wall clock a simulation (profile year 2021, or faster than
+    # real time) would see its own samples as older than the retention and prune them within a minute.
+    clock: Clock = ScaledClock(start=t0 + opts.start_offset_s, speed=opts.speed) if opts.simulate else RealClock()
     history = LocalHistory(
         HistoryParams(state / "history.sqlite", retention_s=parse_duration(site.config.adapters.history.retention)),
         dead_letters=dead,
+        clock=clock.now,
     )
     sinks: list[Sink] = [history]
     influx = None
@@ -144,7 +187,6 @@ async def serve(site: LoadedSite, opts: RunOptions) -> int:
         from sim.plant import VirtualPlant
         from sim.server import PlantServer
 
-        clock = ScaledClock(start=t0 + opts.start_offset_s, speed=opts.speed)
         plant = VirtualPlant.from_site(site, start=clock.now(), origin=t0)
         hb = site.config.controller.heartbeat
         server = PlantServer(plant, clock=clock, port=opts.opcua_port or _free_port(), step_s=min(params.cycle_s, 5.0),
@@ -154,7 +196,6 @@ async def serve(site: LoadedSite, opts: RunOptions) -> int:
         log.warning("simulation-only mode: virtual plant at %s (security None on loopback), speed %gx",
                     server.endpoint, opts.speed)
     else:
-        clock = RealClock()
         ua_cfg = opcua_config(site, credentials_dir=opts.credentials_dir)
 
     kind = opts.controller or site.config.controller.kind
@@ -210,6 +251,9 @@ async def serve(site: LoadedSite, opts: RunOptions) -> int:
             loop.add_signal_handler(sig, service.stop)
     if opts.progress:
         service.on_snapshot(Progress(service, clock.now(), opts.duration_s))
+    gauges = StoreGauges(service.metrics, history, influx)
+    gauges.update()
+    gauges.start()
     code = 0
     try:
         await adapter.start()
@@ -226,13 +270,16 @@ async def serve(site: LoadedSite, opts: RunOptions) -> int:
         if server is not None:
             with contextlib.suppress(Exception):
                 await server.close()
+        gauges.stop()
         if influx is not None:
             influx.close()
         history.close()
         dead.close()
         if opts.progress and sys.stderr.isatty():
             print(file=sys.stderr)
-        print(f"symtwin: stopped after {service.counters.cycles} cycles; history in {state}", file=sys.stderr)
+        stats = history.stats()
+        print(f"symtwin: stopped after {service.counters.cycles} cycles; {service.counters.samples_in} samples "
+              f"received, {stats.stored} stored and {stats.invalid} set aside; history in {state}", file=sys.stderr)
     return code
 
 

@@ -119,6 +119,7 @@ class ServiceCounters:
     overruns: int = 0  # cycles that took longer than cycle_s of wall time
     writes_ok: int = 0
     writes_failed: int = 0
+    samples_in: int = 0  # samples the adapters delivered to write() (each was handed to history too)
     solves: dict[str, int] = field(default_factory=dict)
 
 
@@ -187,6 +188,7 @@ class Service:
 
     def write(self, samples: Sequence[Sample]) -> None:
         """Adapters deliver samples here (any thread); history gets them at once, the cycle at its tick."""
+        self.counters.samples_in += len(samples)
         self.latest.write(samples)
         if self.history is not None:
             self.history.write(samples)
@@ -386,6 +388,8 @@ class Service:
         m.set("mode", "controller mode (0 off, 1 shadow, 2 auto)", ("off", "shadow", "auto").index(decision.mode.value))
         m.set("degraded", "1 when the controller is degraded after consecutive failures", int(decision.degraded))
         m.inc("samples", "samples received by the control cycle", len(fresh))
+        m.set("samples_delivered", "samples the adapters delivered (each also handed to history)",
+              self.counters.samples_in)
         m.set("samples_dropped", "samples dropped because the cycle fell behind", self.latest.dropped)
         m.set("dead_letters", "inputs set aside with a reason", self.dead_letter_count())
         if self._solve.last is not None:
