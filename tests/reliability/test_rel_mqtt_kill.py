@@ -29,7 +29,6 @@ from tests.support.reliability import record
 from tests.support.servers import VictoriaMetrics, free_port, running_mosquitto
 
 
-
 class Tee:
     """Counts what reaches the store's sink (duplicates that passed the adapter's dedupe) and passes on."""
 
@@ -75,9 +74,17 @@ async def test_broker_sigkill_loses_nothing(
         adapter = MqttAdapter(cfg, MqttRouter(json_bindings("plant/json", tags)), tee)
         await adapter.start()
         msgs = list(json_messages("plant/json", n, tags, t0))
-        pub = asyncio.create_task(asyncio.to_thread(
-            publish, broker.host, port, msgs, rate_hz=rate_hz, client_id="rel1-pub", timeout_s=120 + outage_s
-        ))
+        pub = asyncio.create_task(
+            asyncio.to_thread(
+                publish,
+                broker.host,
+                port,
+                msgs,
+                rate_hz=rate_hz,
+                client_id="rel1-pub",
+                timeout_s=120 + outage_s,
+            )
+        )
         try:
             await asyncio.sleep(2.0)
             broker.kill()  # SIGKILL: no chance to save anything on the way out

@@ -58,8 +58,10 @@ def record(
         "test": test or os.environ.get("PYTEST_CURRENT_TEST", "").split(" ")[0],
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    print(f"\n[reliability item {item} {variant}] {name}: {json.dumps(entry['figure'], default=str)} "
-          f"-> {'PASS' if passed else 'FAIL'}")
+    print(
+        f"\n[reliability item {item} {variant}] {name}: {json.dumps(entry['figure'], default=str)} "
+        f"-> {'PASS' if passed else 'FAIL'}"
+    )
     path = log_path()
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a", encoding="utf-8") as f:
@@ -75,21 +77,25 @@ FAILED_ITERATE = 77.7  # a value the infeasible toy puts in its failed iterate: 
 class ToyController:
     """Misbehaves as told; counts steps since its warm start was last reset (reported in ``message``).
 
-    behaviour: "ok" (proposes ``value`` for every tag), "infeasible" (INFEASIBLE with a failed iterate
+    setpoints: what "ok" proposes, per setpoint tag [SI].
+    behaviour: "ok", "infeasible" (INFEASIBLE with a failed iterate
     of FAILED_ITERATE), "nonconverging" (busy loop until the runner kills the worker), "nan" (OPTIMAL
     with NaN setpoints), "raise". A request's ``state["behaviour"]`` (index in BEHAVIOURS) overrides it.
     """
 
     BEHAVIOURS = ("ok", "infeasible", "nonconverging", "nan", "raise")
 
-    def __init__(self, tags: tuple[str, ...], value: float, behaviour: str = "ok") -> None:
-        self.tags, self.value, self.behaviour = tags, value, behaviour
+    def __init__(self, setpoints: Mapping[str, float], behaviour: str = "ok") -> None:
+        self.setpoints, self.behaviour = dict(setpoints), behaviour
+        self.tags = tuple(self.setpoints)
         self.warm_steps = 0
 
     def reset_warm_start(self) -> None:
         self.warm_steps = 0
 
-    def step(self, state: Mapping[str, float], forecasts: Mapping[str, FloatArray], now: float) -> ControlResult:
+    def step(
+        self, state: Mapping[str, float], forecasts: Mapping[str, FloatArray], now: float
+    ) -> ControlResult:
         self.warm_steps += 1
         b = self.BEHAVIOURS[int(state["behaviour"])] if "behaviour" in state else self.behaviour
         msg = f"warm_steps={self.warm_steps}"
@@ -97,18 +103,25 @@ class ToyController:
             # A solver wrapper that tried to hand back its failed iterate is refused by the result type
             # (ResultError); what remains is a bare failure.
             try:
-                return ControlResult(SolveStatus.INFEASIBLE, setpoints=dict.fromkeys(self.tags, FAILED_ITERATE),
-                                     message=f"forced infeasible; {msg}")
+                return ControlResult(
+                    SolveStatus.INFEASIBLE,
+                    setpoints=dict.fromkeys(self.tags, FAILED_ITERATE),
+                    message=f"forced infeasible; {msg}",
+                )
             except ResultError:
-                return ControlResult.failure(SolveStatus.INFEASIBLE, f"forced infeasible (iterate refused); {msg}")
+                return ControlResult.failure(
+                    SolveStatus.INFEASIBLE, f"forced infeasible (iterate refused); {msg}"
+                )
         if b == "nonconverging":
             while True:  # IPOPT stuck in its linear solver: only a kill ends it
                 pass
         if b == "nan":
-            return ControlResult(SolveStatus.OPTIMAL, setpoints=dict.fromkeys(self.tags, math.nan), message=msg)
+            return ControlResult(
+                SolveStatus.OPTIMAL, setpoints=dict.fromkeys(self.tags, math.nan), message=msg
+            )
         if b == "raise":
             raise RuntimeError(f"forced error; {msg}")
-        return ControlResult(SolveStatus.OPTIMAL, setpoints=dict.fromkeys(self.tags, self.value), message=msg)
+        return ControlResult(SolveStatus.OPTIMAL, setpoints=self.setpoints, message=msg)
 
 
 HARD_CASES = ("hang", "late", "raise", "nan", "crash", "ok")
@@ -120,7 +133,9 @@ class HardCaseController:
     def __init__(self, tags: tuple[str, ...]) -> None:
         self.tags = tags
 
-    def step(self, state: Mapping[str, float], forecasts: Mapping[str, FloatArray], now: float) -> ControlResult:
+    def step(
+        self, state: Mapping[str, float], forecasts: Mapping[str, FloatArray], now: float
+    ) -> ControlResult:
         case = HARD_CASES[int(state["case"])]
         if case == "hang":
             while True:
@@ -151,8 +166,9 @@ class RunnerPort:
     async def solve(self, request: Any, deadline_s: float) -> ControlResult:
         state = {**dict(request.state), **self.extra_state}
         forecasts = {k: np.asarray(v, dtype=float) for k, v in request.forecasts.items()}
-        result: ControlResult = await self.runner.solve_async(ControlRequest(state, forecasts, request.now),
-                                                              deadline_s)
+        result: ControlResult = await self.runner.solve_async(
+            ControlRequest(state, forecasts, request.now), deadline_s
+        )
         return result
 
     def reset_warm_start(self) -> None:
