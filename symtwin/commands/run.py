@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
 
     site = load_or_exit(args.config)
     web = site.config.web
-    opts = RunOptions(simulate=False, host=args.host or web.host, port=args.port or web.port,
+    opts = RunOptions(simulate=False, host=args.host or web.host, port=web.port if args.port is None else args.port,
                       state_dir=args.state_dir, credentials_dir=args.credentials_dir, progress=False)
     try:
         return asyncio.run(serve(site, opts))
