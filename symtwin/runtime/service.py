@@ -330,14 +330,13 @@ class Service:
         self.metrics.inc("solves", "controller solves by outcome", labels={"status": status})
 
     def _take_proposal(self) -> ControlResult | None:
-        """The proposal the supervisor judges this cycle: the latest usable result while it is current."""
+        """A result that arrived since the last cycle, else None: between solves the supervisor follows the
+        accepted plan shifted in time, and a failure is counted once per solve, not once per cycle."""
         s = self._solve
-        if s.last is None:
+        if s.last is None or not s.new_result:
             return None
-        age_ok = s.last_at is not None and self.clock.now() - s.last_at <= self.params.control_period_s * 1.5
-        if s.last.status.usable and age_ok:
-            return s.last
-        return s.last if s.new_result else None
+        s.new_result = False
+        return s.last
 
     # ------------------------------------------------------------------ writing
 

@@ -46,7 +46,9 @@ class FixedController:
             raise RuntimeError("solver crashed")
         if self.behaviour == "infeasible":
             return ControlResult(SolveStatus.INFEASIBLE, message="infeasible")
-        return ControlResult(SolveStatus.OPTIMAL, setpoints=dict(self.setpoints), solve_time_s=0.01)
+        plan = {t: [v] * len(request.times) for t, v in self.setpoints.items()}
+        return ControlResult(SolveStatus.OPTIMAL, setpoints=dict(self.setpoints), plan=plan,
+                             plan_times=list(request.times) if plan else [], solve_time_s=0.01)
 
     def reset_warm_start(self) -> None:
         self.resets += 1
