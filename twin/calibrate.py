@@ -143,13 +143,15 @@ def calibrate(
     params: Sequence[str],
     noise: Mapping[str, float],
     *,
-    dt_grid: float = 300.0,
+    dt_grid: float | None = None,
     settle_s: float = 6 * 3600.0,
     bounds: tuple[float, float] = (0.05, 20.0),
     max_nfev: int = 60,
 ) -> CalibrationResult:
     """Fit ``params`` (park parameter names) to the measured keys of ``history`` weighted by ``noise``
-    (key -> std [SI]). The model is sampled on a grid of ``dt_grid`` [s] and interpolated to sample times."""
+    (key -> std [SI]). The model is sampled on a grid of ``dt_grid`` [s] (default: the median sample
+    spacing) and interpolated linearly to the sample times; a coarser grid is faster but its interpolation
+    error biases the fit where outputs move fast."""
     from scipy.optimize import least_squares
     from scipy.stats import t as student_t
 
@@ -162,6 +164,9 @@ def calibrate(
     if not keys:
         raise CalibrationError("no measured key of the history is an output or state of the park")
     t0, t1 = history.span()
+    if dt_grid is None:
+        gaps = np.concatenate([np.diff(history.series[k][0]) for k in keys])
+        dt_grid = max(float(np.median(gaps)) if gaps.size else 60.0, 1.0)
     n_grid = max(2, math.ceil((t1 - t0) / dt_grid) + 1)
     grid = np.linspace(t0, t0 + (n_grid - 1) * dt_grid, n_grid)
     sched = input_schedule_from_history(park, history)

@@ -54,7 +54,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--fouling-report", metavar="FILE.csv", help="write estimated UA / clean UA over time"
     )
-    parser.add_argument("--grid", default="300s", help="model sampling interval for the fit; default 300s")
+    parser.add_argument(
+        "--grid",
+        default="auto",
+        help="model sampling interval for the fit, e.g. 300s; default: the sample spacing",
+    )
     parser.add_argument("--settle", default="6h", help="settling run before the history starts; default 6h")
     parser.add_argument(
         "--make-example-history", metavar="FILE", help="write a synthetic history CSV and exit"
@@ -204,7 +208,7 @@ def run(args: argparse.Namespace) -> int:
             hist,
             params,
             _noise(site),
-            dt_grid=parse_duration(args.grid),
+            dt_grid=None if args.grid == "auto" else parse_duration(args.grid),
             settle_s=parse_duration(args.settle),
         )
     except (CalibrationError, OSError) as exc:
