@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         if args.quiet or wall_s < 1.0 or (fraction < 1.0 and wall_s - shown[0] < 0.5):
             return
         shown[0] = wall_s
-        sim_h = fraction * scenario.duration_s / 3600.0
+        sim_h = fraction * (scenario.warmup_s + scenario.duration_s) / 3600.0  # warm-up included
         eta = wall_s / fraction * (1.0 - fraction) if fraction > 0 else 0.0
         print(
             f"commission {scenario.name}: {fraction:4.0%}  {sim_h:6.2f} h simulated  {wall_s:6.1f} s wall"
