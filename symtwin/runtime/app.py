@@ -82,11 +82,11 @@ def build_controller(site: LoadedSite, kind: str, step_s: float) -> ControllerPo
         return None
     if kind == "mpc":
         try:
-            from controllers.mpc import port_from_site  # type: ignore[attr-defined]
+            from controllers.mpc import MpcPort
         except ImportError:
             log.warning("the MPC is not available in this build; running the rule-based baseline instead")
         else:
-            port: ControllerPort = port_from_site(site)
+            port: ControllerPort = MpcPort.from_site(site)  # solves in a killable worker process
             return port
     from controllers.baseline import from_site
 
@@ -271,6 +271,10 @@ async def serve(site: LoadedSite, opts: RunOptions) -> int:
             with contextlib.suppress(Exception):
                 await server.close()
         gauges.stop()
+        close = getattr(controller, "close", None)
+        if close is not None:  # the MPC's worker process
+            with contextlib.suppress(Exception):
+                close()
         if influx is not None:
             influx.close()
         history.close()
