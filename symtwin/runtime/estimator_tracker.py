@@ -14,6 +14,7 @@ import math
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -36,6 +37,22 @@ class FoulingPoint:
     ratio: float
     std: float
     ua_w_k: float
+
+
+def default_estimated_params(park: Park) -> tuple[str, ...]:
+    """Slow parameters the estimator tracks by default: every storage tank's and DH pipe's loss
+    coefficient. Heat-exchanger UA needs no parameter: each exchanger's ``fouling`` state is estimated."""
+    names = [f"{u.name}.loss_coefficient" for u in park.spec.units if u.model in ("storage_tank", "dh_pipe")]
+    return tuple(n for n in names if n in park.param_names)
+
+
+def max_age_by_key(site: object) -> dict[str, float]:
+    """Per measured key, the ``max_age`` [s] of its tag (the smallest, if several tags share a key)."""
+    out: dict[str, float] = {}
+    for tag in getattr(site, "tags").values():  # noqa: B009 - duck-typed LoadedSite
+        if getattr(tag.direction, "value", tag.direction) == "measurement":
+            out[tag.key] = min(out.get(tag.key, math.inf), float(tag.max_age_s))
+    return out
 
 
 def estimator_params_from_site(
@@ -97,6 +114,24 @@ class EstimatorTracker:
             hx: deque(maxlen=fouling_keep) for hx in self._clean_ua
         }
         self.last_report: StepReport | None = None
+        self.failures = 0  # updates that failed and fell back to the open-loop step
+
+    @classmethod
+    def from_site(
+        cls,
+        site: object,
+        park: Park,
+        t0_epoch: float,
+        exchanges: Mapping[str, tuple[str, str, str]] | None = None,
+        params: Iterable[str] | None = None,
+        **kw: Any,
+    ) -> EstimatorTracker:
+        """Noise and max age per key from the site's measurement tags; ``params`` default
+        :func:`default_estimated_params`."""
+        settings = estimator_params_from_site(
+            site, default_estimated_params(park) if params is None else params
+        )
+        return cls(park, t0_epoch, settings, exchanges, max_age=max_age_by_key(site), **kw)
 
     def _u(self, now: float) -> np.ndarray:
         u = self.schedule(now - self.t0).copy()
@@ -111,6 +146,32 @@ class EstimatorTracker:
         self._applied.update(applied)
         if self._last is None:
             self._last = now
+        saved = (self.est.x.copy(), self.est.S.copy(), self.est.r.copy(), self._last)
+        try:
+            self._advance(now, measured)
+            if not (np.isfinite(self.est.x).all() and np.isfinite(self.est.S).all()):
+                raise FloatingPointError("estimate is not finite")
+        except Exception as exc:  # keep the twin alive: last good estimate, advanced open loop
+            self.failures += 1
+            if self.failures == 1 or self.failures % 100 == 0:
+                log.warning(
+                    "estimator update failed (%s, %d times); advancing the last good estimate open loop",
+                    exc,
+                    self.failures,
+                )
+            x, sq, r, last = saved
+            self.est.x, self.est.S, self.est.r = x, sq, r
+            self.est.x = self.park.step(x, self._u(now), max(now - last, 0.0)) if now > last else x
+            self._last = now
+        self._cache = None
+        if now >= self._fouling_next:
+            self._fouling_next = now + self._fouling_every
+            for hx, (ratio, std) in self.est.fouling().items():
+                if hx in self._fouling:
+                    self._fouling[hx].append(FoulingPoint(now, ratio, std, ratio * self._clean_ua[hx]))
+
+    def _advance(self, now: float, measured: Mapping[str, float]) -> None:
+        assert self._last is not None
         gap = now - self._last
         while gap > self.max_step_s + 1e-9:  # a pause: predict in pieces, correct only at the end
             self.est.predict(self._u(self._last + self.max_step_s), self.max_step_s)
@@ -120,12 +181,6 @@ class EstimatorTracker:
         self.est.predict(u, max(gap, 0.0))
         self._last = now
         self.last_report = self.est.correct(u, measured, now)
-        self._cache = None
-        if now >= self._fouling_next:
-            self._fouling_next = now + self._fouling_every
-            for hx, (ratio, std) in self.est.fouling().items():
-                if hx in self._fouling:
-                    self._fouling[hx].append(FoulingPoint(now, ratio, std, ratio * self._clean_ua[hx]))
 
     def update_samples(
         self, now: float, samples: Iterable[Sample], tag_keys: Mapping[str, str], applied: Mapping[str, float]

@@ -89,3 +89,29 @@ def test_long_gap_is_predicted_in_pieces(site_park: tuple[object, object]) -> No
     assert np.isfinite([v for v, _ in est.values()]).all()
     # with no measurement for an hour the uncertainty grew rather than shrank
     assert est["hx.fouling"][1] >= 0.3 * 0.999
+
+
+def test_from_site_defaults(site_park: tuple[object, object]) -> None:
+    site, park = site_park
+    tr = EstimatorTracker.from_site(site, park, T0)  # type: ignore[arg-type]
+    assert tr.est.param_names == ["storage.loss_coefficient", "pipe.loss_coefficient"]
+    assert tr.max_age["hx.cold_outlet_temperature"] == pytest.approx(60.0)
+
+
+def test_failed_update_falls_back_to_open_loop(site_park: tuple[object, object]) -> None:
+    tr = _tracker(site_park)
+    tr.update(T0, {}, {})
+    x_before = tr.est.x.copy()
+
+    def broken(u: object, dt: float) -> None:
+        tr.est.x[:] = math.nan  # a failure that leaves garbage behind
+        raise RuntimeError("Newton failed")
+
+    tr.est.predict = broken  # type: ignore[method-assign]
+    tr.update(T0 + 60.0, {"storage.top_temperature": 360.0}, {})
+    assert tr.failures == 1
+    assert np.isfinite(tr.est.x).all()
+    _, park = site_park
+    expected = park.step(x_before, tr._u(T0 + 60.0), 60.0)  # type: ignore[attr-defined]
+    np.testing.assert_allclose(tr.est.x, expected)
+    assert all(math.isfinite(v) for v, _ in tr.estimates().values())
