@@ -115,3 +115,32 @@ def test_failed_update_falls_back_to_open_loop(site_park: tuple[object, object])
     expected = park.step(x_before, tr._u(T0 + 60.0), 60.0)  # type: ignore[attr-defined]
     np.testing.assert_allclose(tr.est.x, expected)
     assert all(math.isfinite(v) for v, _ in tr.estimates().values())
+
+
+async def test_service_runs_with_the_estimator_as_its_twin(site_park: tuple[object, object]) -> None:
+    from symtwin.runtime.clock import ManualClock
+    from symtwin.runtime.service import Service, ServiceParams
+
+    site, park = site_park
+    clock = ManualClock(T0)
+    tr = EstimatorTracker.from_site(site, park, T0)  # type: ignore[arg-type]
+    truth = tr.estimates()
+    params = ServiceParams(cycle_s=5.0, control_period_s=60.0, horizon_steps=4, step_s=900.0)
+    service = Service(site, clock=clock, params=params, twin=tr)  # type: ignore[arg-type]
+    rng = np.random.default_rng(1)
+    for _ in range(12):
+        now = clock.now()
+        samples = [
+            Sample(t.id, now, truth[t.key][0] + t.noise_si * float(rng.standard_normal()))
+            for t in site.tags.values()  # type: ignore[attr-defined]
+            if t.direction.value == "measurement"
+        ]
+        service.write(samples)
+        await service.cycle()
+        clock.advance(5.0)
+    snap = service.snapshot()
+    view = snap.tags["utility.hx.t_out"]
+    assert view.estimate is not None and view.estimate_std is not None
+    assert 0 < view.estimate_std < 0.5
+    assert "fouling" in snap.unit_states["hx"]
+    assert tr.last_report is not None and "hx.cold_outlet_temperature" in tr.last_report.accepted
