@@ -130,3 +130,21 @@ def test_unknown_parameter_is_refused(setup: tuple[object, ...]) -> None:
     _, park, _, hist = setup
     with pytest.raises(CalibrationError, match="unknown"):
         calibrate(park, hist, ["hx.nope"], {"hx.cold_outlet_temperature": 0.1})  # type: ignore[arg-type]
+
+
+def test_history_from_the_local_store(tmp_path: Path) -> None:
+    from adapters.base import Quality, Sample
+    from adapters.store.history import HistoryParams, LocalHistory
+    from twin.calibrate import history_from_store
+
+    store = LocalHistory(HistoryParams(path=tmp_path / "h.sqlite", retention_s=1e12), clock=lambda: 1e9 + 1e6)
+    try:
+        store.write([Sample("utility.hx.t_out", 1e9 + 60.0 * k, 340.0 + k) for k in range(5)])
+        store.write([Sample("utility.hx.t_out", 1e9 + 330.0, 999.0, Quality.BAD)])
+        assert store.flush()
+        hist = history_from_store(store, {"utility.hx.t_out": "hx.cold_outlet_temperature"}, 1e9, 0.0, 2e9)
+    finally:
+        store.close()
+    t, v = hist.series["hx.cold_outlet_temperature"]
+    np.testing.assert_allclose(t, 60.0 * np.arange(5))
+    np.testing.assert_allclose(v, 340.0 + np.arange(5))  # the bad sample is left out
