@@ -60,56 +60,6 @@ def pick_start(park: Any, sched: Any) -> float:
     return float(days[int(np.argmax(mean))])
 
 
-def dispatch(park: Any, t0: float, t_end: float, rng: np.random.Generator) -> dict[str, tuple[Any, Any]]:
-    """Feed-forward setpoints every 5 min: CHP and backup boiler cover steam, the DH producers the town."""
-    sched = park.input_schedule()
-    p = dict(zip(park.param_names, park.params, strict=True))
-    grid = np.arange(t0, t_end + 1.0, 300.0)
-    u = sched.table(grid)
-    col = {n: i for i, n in enumerate(park.input_names)}
-    units = {x.spec.name: x.spec.model for x in park._units}
-
-    def model(kind: str) -> list[str]:
-        return [n for n, m in units.items() if m == kind]
-
-    out: dict[str, np.ndarray] = {}
-    steam_w = np.zeros(grid.size)
-    for c in model("steam_consumer"):
-        h_use = 2.78e6 - p[f"{c}._h_condensate"]
-        steam_w += u[:, col[f"{c}.demand"]] * p[f"{c}.design_flow"] * h_use
-    town = model("heat_demand")[0]
-    q_town = u[:, col[f"{town}.demand"]] * p[f"{town}.design_load"] * 1.03
-    q_dh = np.zeros(grid.size)
-    for s in model("surplus_heat"):
-        if any(units.get(h) == "heat_exchanger" for h in units) and p[f"{s}.temperature"] > 330.0:
-            q_dh += 0.8 * u[:, col[f"{s}.available"]] * p[f"{s}.capacity"]
-    for hp in model("heat_pump"):
-        lhp = np.clip(0.8 + 0.1 * rng.standard_normal(grid.size), 0.2, 1.0)
-        out[f"{hp}.load_setpoint"] = lhp
-        q_dh += lhp * p[f"{hp}.capacity"]
-    for chp in model("chp_boiler"):
-        useful_per_load = (p[f"{chp}.efficiency"] - p[f"{chp}.power_ratio"]) * p[f"{chp}.fuel_capacity"]
-        q_chp_dh = np.minimum(p[f"{chp}.heat_capacity"], np.maximum(0.3 * (q_town - q_dh), 0.0))
-        steam_chp = np.minimum(
-            steam_w, 0.95 * p[f"{chp}.steam_capacity"] * (p[f"{chp}._h_steam"] - p[f"{chp}._h_feed"])
-        )
-        load = np.clip((steam_chp + q_chp_dh) / useful_per_load, p[f"{chp}.min_load"], 1.0)
-        out[f"{chp}.load_setpoint"] = load
-        out[f"{chp}.heat_split_setpoint"] = np.clip(q_chp_dh / (load * useful_per_load), 0.0, 1.0)
-        q_dh += q_chp_dh
-        steam_w = steam_w - steam_chp
-    for b in model("gas_boiler"):
-        if p[f"{b}.medium"] >= 0.5:
-            out[f"{b}.load_setpoint"] = np.clip(steam_w / p[f"{b}.capacity"] * 1.02, 0.0, 1.0)
-        else:
-            out[f"{b}.load_setpoint"] = np.clip((q_town - q_dh) / p[f"{b}.capacity"], 0.0, 1.0)
-    for tank in model("storage_tank"):
-        out[f"{tank}.charge_setpoint"] = (
-            0.25 * p[f"{tank}.max_flow"] * np.sin(2 * np.pi * (grid - t0) / 21600.0)
-        )
-    return {k: (grid, v) for k, v in out.items()}
-
-
 def held_inputs(park: Any, t0: float, t_end: float, extra: dict[str, tuple[Any, Any]]) -> Any:
     """All inputs sampled every DT and held (step profiles), so every path sees the same problem."""
     from twin.spec import Profile
@@ -261,6 +211,7 @@ def main() -> int:
         return 0
 
     from twin import Park
+    from twin._dispatch import feedforward_setpoints
     from twin.integrate import reference_simulate
 
     first_call_s, cached_start_s = measure_startup()
@@ -282,7 +233,7 @@ def main() -> int:
     sched0 = park.input_schedule()
     t0 = pick_start(park, sched0)
     horizon = args.hours * 3600.0
-    extra = dispatch(park, t0, t0 + horizon + 3600.0, rng)
+    extra = feedforward_setpoints(park, t0, t0 + horizon + 3600.0, rng=rng)
     sched, _grid, table = held_inputs(park, t0, t0 + horizon, extra)
     x0 = park.settle(sched(t0), 6 * 3600.0)
     park.simulate(t0 + 600.0, sched, dt_out=DT, x0=x0, t0=t0)  # warm-up (compiled code loaded)

@@ -1,7 +1,8 @@
 """Simulate the park's twin over a period and write every named state, input and output to CSV or Parquet.
 
-Boundary inputs (demands, surplus availability) follow the profiles referenced in the config; setpoints keep
-the twin's defaults unless given with ``--set unit.quantity=value``. Column headers carry the SI unit,
+Boundary inputs (demands, surplus availability) follow the profiles referenced in the config; setpoints come
+from a simple feed-forward dispatch of those profiles (``--dispatch none``: the twin's defaults), and
+``--set unit.quantity=value`` holds any input constant. Column headers carry the SI unit,
 e.g. ``town.supply_temperature [K]``. Progress goes to stderr.
 """
 
@@ -36,6 +37,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=[],
         metavar="INPUT=VALUE",
         help="hold an input constant (SI units), e.g. --set chp.load_setpoint=0.7; repeatable",
+    )
+    parser.add_argument(
+        "--dispatch",
+        choices=("feedforward", "none"),
+        default="feedforward",
+        help="setpoints: feed-forward from the demand profiles (default) or the twin's defaults",
     )
     parser.add_argument(
         "--settle",
@@ -132,7 +139,13 @@ def run(args: argparse.Namespace) -> int:
         except ValueError:
             print(f"--set {item!r}: {value!r} is not a number (SI units)", file=sys.stderr)
             return 2
-    sched = park.input_schedule(overrides)
+    inputs: dict[str, Any] = {}
+    if args.dispatch == "feedforward":
+        from twin._dispatch import feedforward_setpoints
+
+        inputs.update(feedforward_setpoints(park, start, start + duration + 300.0))
+    inputs.update(overrides)
+    sched = park.input_schedule(inputs)
     x0 = park.settle(sched(start), settle) if settle > 0 else None
     log.info(
         "twin of %s: %d states, %d inputs, %d outputs, built in %.1f s",
