@@ -201,6 +201,7 @@ class Supervisor:
         self._state = _State(mode=mode)
         self._overrides: dict[str, Override] = {}
         self.commands: deque[Command] = deque(maxlen=1000)
+        self._last_logged: tuple[Mode, FallbackLevel] | None = None
 
     # -- commands -------------------------------------------------------------------------------------
 
@@ -425,7 +426,11 @@ class Supervisor:
         if d.mode is Mode.OFF:
             log.debug("t=%.3f mode off", d.now)
             return
-        level = logging.INFO if d.fallback is FallbackLevel.NONE else logging.WARNING
+        # Every decision is logged with its reason; a change of fallback level is a warning once, the
+        # cycles that merely continue it are info (a 5-s cycle must not flood the journal).
+        changed = (d.mode, d.fallback) != self._last_logged
+        self._last_logged = (d.mode, d.fallback)
+        level = logging.WARNING if changed and d.fallback is not FallbackLevel.NONE else logging.INFO
         log.log(level, "t=%.3f mode %s fallback %s: %s", d.now, d.mode.value, d.fallback.name, d.reason)
         for s in d.setpoints.values():
             log.debug(
