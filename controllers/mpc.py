@@ -91,7 +91,9 @@ class MpcController:
         ``now + k * step_s``; shorter series are held at their last value, missing ones take defaults.
     """
 
-    def __init__(self, spec: mm.MpcProblemSpec, variant: Variant = Variant.FAST, max_failures: int = 3) -> None:
+    def __init__(
+        self, spec: mm.MpcProblemSpec, variant: Variant = Variant.FAST, max_failures: int = 3
+    ) -> None:
         self.spec = spec
         self.variant = Variant(variant)
         self.max_failures = max_failures
@@ -99,6 +101,8 @@ class MpcController:
         self.consecutive_failures = 0
         self.degraded = False
         self.last_stats: dict[str, Any] = {}
+        # predicted states (n+1 x nx), inputs (n x nu) and parameters of the last good solve [scaled]
+        self.last_prediction: tuple[FloatArray, FloatArray, FloatArray] | None = None
         self._build()
 
     # -- construction ---------------------------------------------------------------------------------
@@ -112,14 +116,15 @@ class MpcController:
             ca.GlobalOptions.setNumpyMode(-1)
         do_mpc = _import_do_mpc()
         spec, lay = self.spec, self.layout
-        sx = mm.build_sx(spec, lay)
-        self._sx = sx
         discrete = self.variant is Variant.FAST
+        sx = mm.build_sx(spec, lay, mm.Hold.STEP if discrete else mm.Hold.RAMP)
+        self._sx = sx
         model = do_mpc.model.Model("discrete" if discrete else "continuous", "SX")
         xs = model.set_variable("_x", "x", shape=(len(lay.states), 1))
         us = model.set_variable("_u", "u", shape=(len(lay.inputs), 1))
         ws = model.set_variable("_tvp", "w", shape=(len(lay.params), 1))
-        nxt = mm.discretise(sx, spec.step_s, mm.rk4_substeps(spec)) if discrete else sx.rhs
+        ramped = mm.ramped_indices(spec, lay)
+        nxt = mm.discretise(sx, spec.step_s, mm.rk4_substeps(spec), ramped) if discrete else sx.rhs
         dyn = ca.Function("dyn", [sx.x, sx.u, sx.p], [nxt, sx.cost, sx.g])
         f_x, f_cost, f_g = dyn(xs, us, ws)
         model.set_rhs("x", f_x)
@@ -169,7 +174,7 @@ class MpcController:
         if f_g.shape[0] > 0:
             mpc.set_nl_cons("g", f_g, ub=np.zeros((f_g.shape[0], 1)))
         self._tvp = mpc.get_tvp_template()
-        self._params = np.zeros((spec.n_horizon + 1, len(lay.params)))
+        self._params: FloatArray = np.zeros((spec.n_horizon + 1, len(lay.params)))
         tvp_idx = np.concatenate(
             [np.asarray(self._tvp.f["_tvp", k, "w"]).ravel() for k in range(spec.n_horizon + 1)]
         )
@@ -187,12 +192,14 @@ class MpcController:
         if discrete:
             # warm solves: start from the shifted solution and its multipliers, small initial barrier
             warm = dict(mpc.settings.nlpsol_opts)
-            warm.update({
-                "ipopt.warm_start_init_point": "yes",
-                "ipopt.mu_init": 1e-4,
-                "ipopt.warm_start_bound_push": 1e-6,
-                "ipopt.warm_start_mult_bound_push": 1e-6,
-            })
+            warm.update(
+                {
+                    "ipopt.warm_start_init_point": "yes",
+                    "ipopt.mu_init": 1e-4,
+                    "ipopt.warm_start_bound_push": 1e-6,
+                    "ipopt.warm_start_mult_bound_push": 1e-6,
+                }
+            )
             self._cold_solver = mpc.S
             self._warm_solver = ca.nlpsol("S_warm", "ipopt", mpc.nlp, warm)
             self._p_tvp_idx = np.concatenate(
@@ -204,6 +211,11 @@ class MpcController:
         self._n_opt_x = int(mpc.opt_x.shape[0])
         self._good: tuple[Any, Any, Any] | None = None
         self._first = True
+
+    @property
+    def has_warm_start(self) -> bool:
+        """True while a previous good solution seeds the next solve."""
+        return self._good is not None
 
     @property
     def n_nlp_vars(self) -> int:
@@ -241,7 +253,9 @@ class MpcController:
 
     # -- step -----------------------------------------------------------------------------------------
 
-    def step(self, state: Mapping[str, float], forecasts: Mapping[str, FloatArray], now: float) -> ControlResult:
+    def step(
+        self, state: Mapping[str, float], forecasts: Mapping[str, FloatArray], now: float
+    ) -> ControlResult:
         t0 = time.perf_counter()
         try:
             result = self._step(state, forecasts, now, t0)
@@ -257,7 +271,10 @@ class MpcController:
             self.consecutive_failures += 1
             if self.consecutive_failures >= self.max_failures:
                 if not self.degraded:
-                    log.warning("MPC degraded after %d consecutive failures; warm start reset", self.consecutive_failures)
+                    log.warning(
+                        "MPC degraded after %d consecutive failures; warm start reset",
+                        self.consecutive_failures,
+                    )
                 self.degraded = True
                 self.reset_warm_start()
         return result
@@ -270,7 +287,9 @@ class MpcController:
         x0 = mm.initial_state(spec, lay, state, {})
         self._params = mm.parameters(spec, lay, forecasts, n + 1)
         if not np.all(np.isfinite(self._params)) or not np.all(np.isfinite(x0)):
-            return ControlResult.failure(SolveStatus.ERROR, "non-finite state or forecast", time.perf_counter() - t0)
+            return ControlResult.failure(
+                SolveStatus.ERROR, "non-finite state or forecast", time.perf_counter() - t0
+            )
         if self.variant is Variant.FAST:
             if self._good is None:
                 self._initial_guess(x0)
@@ -291,8 +310,13 @@ class MpcController:
                 self._first = False
             mpc.make_step(x0)
         stats = mpc.solver_stats
-        self.last_stats = {k: stats.get(k) for k in ("return_status", "iter_count", "t_wall_total", "success")}
-        sol = np.array(mpc.opt_x_num.cat, dtype=float).ravel() * np.array(mpc.opt_x_scaling.cat, dtype=float).ravel()
+        self.last_stats = {
+            k: stats.get(k) for k in ("return_status", "iter_count", "t_wall_total", "success")
+        }
+        sol = (
+            np.array(mpc.opt_x_num.cat, dtype=float).ravel()
+            * np.array(mpc.opt_x_scaling.cat, dtype=float).ravel()
+        )
         xk = np.stack([sol[i] for i in self._x_idx])  # (n+1, nx)
         uk = np.stack([sol[i] for i in self._u_idx])  # (n, nu)
         gk = np.array(self._g_fn.map(n)(xk[:-1].T, uk.T, self._params[:n].T)).T
@@ -304,6 +328,7 @@ class MpcController:
                 self._shift(self._good, x0)  # never keep the failed iterate as the next warm start
             msg = f"IPOPT {stats.get('return_status')} after {stats.get('iter_count')} iterations"
             return ControlResult.failure(status if not status.usable else SolveStatus.ERROR, msg, elapsed)
+        self.last_prediction = (xk, uk, self._params[: n + 1].copy())
         self._good = (
             np.array(mpc.opt_x_num.cat, dtype=float),
             np.array(mpc.lam_x_num, dtype=float),
@@ -312,7 +337,13 @@ class MpcController:
         return self._result(xk, uk, now, status, stats, elapsed)
 
     def _result(
-        self, xk: FloatArray, uk: FloatArray, now: float, status: SolveStatus, stats: Mapping[str, Any], elapsed: float
+        self,
+        xk: FloatArray,
+        uk: FloatArray,
+        now: float,
+        status: SolveStatus,
+        stats: Mapping[str, Any],
+        elapsed: float,
     ) -> ControlResult:
         spec, lay = self.spec, self.layout
         n = spec.n_horizon
@@ -329,10 +360,14 @@ class MpcController:
             plan[r.tag] = np.clip(values, r.lo, r.hi)
         for lu in spec.loads:
             if lu.kind == mm.LoadKind.CHP and lu.split_tag is not None:
-                load = 0.5 * (xk[:-1, lay.x_index(f"{lu.name}.load")] + xk[1:, lay.x_index(f"{lu.name}.load")])
+                load = 0.5 * (
+                    xk[:-1, lay.x_index(f"{lu.name}.load")] + xk[1:, lay.x_index(f"{lu.name}.load")]
+                )
                 useful = np.maximum(load * lu.useful_w_per_load / mm.MW, 1e-6)
                 plan[lu.split_tag] = np.clip(uk[:, lay.u_index(f"{lu.name}.dh_heat")] / useful, 0.0, 1.0)
-        terms_rate = np.array(self._terms_fn.map(n)(xk[:-1].T, uk.T, self._params[:n].T))  # (terms, n) [EUR/s]
+        terms_rate = np.array(
+            self._terms_fn.map(n)(xk[:-1].T, uk.T, self._params[:n].T)
+        )  # (terms, n) [EUR/s]
         totals = terms_rate.sum(axis=1) * dt
         objective = {f"{name}_eur": float(v) for name, v in zip(lay.terms, totals, strict=True)}
         objective["total_eur"] = float(totals.sum())
@@ -356,20 +391,27 @@ class MpcController:
             + (" (degraded)" if self.degraded else ""),
         )
 
-    def predict(self, x0: FloatArray, uk: FloatArray, forecasts: Mapping[str, FloatArray]) -> tuple[FloatArray, dict[str, FloatArray]]:
+    def predict(
+        self, x0: FloatArray, uk: FloatArray, forecasts: Mapping[str, FloatArray]
+    ) -> tuple[FloatArray, dict[str, FloatArray]]:
         """Open-loop prediction of the reduced model (same discretisation as FAST) for inputs ``uk``
         (n x n_inputs, scaled): states (n+1 x nx) and named outputs (n values each) [SI]."""
         import casadi as ca
 
         n = uk.shape[0]
         params = mm.parameters(self.spec, self.layout, forecasts, n)
-        f = ca.Function("F", [self._sx.x, self._sx.u, self._sx.p], [mm.discretise(self._sx, self.spec.step_s, mm.rk4_substeps(self.spec))])
+        sx = mm.build_sx(self.spec, self.layout, mm.Hold.STEP)
+        nxt = mm.discretise(
+            sx, self.spec.step_s, mm.rk4_substeps(self.spec), mm.ramped_indices(self.spec, self.layout)
+        )
+        f = ca.Function("F", [sx.x, sx.u, sx.p], [nxt])
         xs = [np.asarray(x0, dtype=float)]
         for k in range(n):
             xs.append(np.array(f(xs[-1], uk[k], params[k])).ravel())
         xk = np.stack(xs)
-        outs = np.array(self._out_fn.map(n)(xk[:-1].T, uk.T, params.T))
-        return xk, {name: outs[i] for i, name in enumerate(self._sx.output_names)}
+        out_fn = ca.Function("outs", [sx.x, sx.u, sx.p], [sx.outputs])
+        outs = np.array(out_fn.map(n)(xk[:-1].T, uk.T, params.T))
+        return xk, {name: outs[i] for i, name in enumerate(sx.output_names)}
 
 
 def _dm(values: FloatArray) -> Any:
@@ -389,7 +431,9 @@ def problem_from_site(site: Any, *, horizon_steps: int | None = None) -> mm.MpcP
     c = site.config.controller
     step = parse_duration(c.step)
     n = horizon_steps if horizon_steps is not None else max(1, round(parse_duration(c.horizon) / step))
-    tags = {t.key: t for t in site.tags.values() if str(getattr(t.direction, "value", t.direction)) == "setpoint"}
+    tags = {
+        t.key: t for t in site.tags.values() if str(getattr(t.direction, "value", t.direction)) == "setpoint"
+    }
     fuels = {u.id: u.fuel for u in site.units if getattr(u, "fuel", None)}
     return mm.problem_from_spec(
         site.park_spec(),
@@ -403,10 +447,14 @@ def problem_from_site(site: Any, *, horizon_steps: int | None = None) -> mm.MpcP
     )
 
 
-def from_site(site: Any, variant: Variant = Variant.FAST, *, horizon_steps: int | None = None) -> MpcController:
+def from_site(
+    site: Any, variant: Variant = Variant.FAST, *, horizon_steps: int | None = None
+) -> MpcController:
     c = site.config.controller
     return MpcController(
-        problem_from_site(site, horizon_steps=horizon_steps), variant, int(getattr(c, "max_consecutive_failures", 3))
+        problem_from_site(site, horizon_steps=horizon_steps),
+        variant,
+        int(getattr(c, "max_consecutive_failures", 3)),
     )
 
 
@@ -423,9 +471,9 @@ def _step_inputs(request: Any, keys: Mapping[str, str]) -> tuple[dict[str, float
         if tag in state and key not in state:
             state[key] = state[tag]
     for tag, value in request.current.items():
-        key = keys.get(tag)
-        if key is not None:
-            state[key] = float(value)  # the setpoint written last is where the ramp starts
+        park_key = keys.get(tag)
+        if park_key is not None:
+            state[park_key] = float(value)  # the setpoint written last is where the ramp starts
     forecasts = {k: np.asarray(v, dtype=float) for k, v in request.forecasts.items()}
     return state, forecasts
 

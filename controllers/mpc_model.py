@@ -27,11 +27,14 @@ Reduced-order model (units in brackets are the scaled units the optimiser sees):
 * Heat pump: COP = eta_C T_con / (T_con - T_eva) from the forecast source temperature (twin formula).
 * Storage tank: stored energy E = M cp (T_mean - T_min) [MWh]; a flow m (positive charges) moves
   m cp (T_nom - T_r) [W], loss UA (T_mean - T_amb) with T_mean taken at mid charge.
-* DH network: one lumped supply temperature T_s [degC] with the heat capacity of the pipe's water and
-  wall: C dT_s/dt = Q_in - G (T_s - T_r) - UA_pipe (T_s - T_ground), G = m_town cp the town's flow
-  (``twin.units.heat_demand``: flow for the demand at the nominal supply temperature). A CSTR with the
-  pipe's mean residence time stands in for its transport delay. Delivered heat G (T_s - T_r);
-  unmet >= demand - delivered (soft, penalised), supply band [T_min, T_max] soft.
+* DH network: the supply line as a cascade of ``cells`` (8) mixed cells sharing the heat capacity C
+  of the pipe's water and wall: production Q_in enters the first, (C/n) dT_1/dt = Q_in + G T_r
+  - G T_1 - loss_1, (C/n) dT_i/dt = G (T_i-1 - T_i) - loss_i, the town sees the last, T_s; G = m_town cp
+  the town's flow (``twin.units.heat_demand``: the flow for the demand at the nominal supply
+  temperature), loss_i = UA_pipe / n (T_i - T_ground). The cascade has the pipe's mean residence time
+  and a delay-like response (an Erlang-n residence-time distribution in place of plug flow).
+  Delivered heat G (T_s - T_r); unmet >= demand - delivered (soft, penalised); supply band
+  [T_min, T_max] soft.
 
 Everything is linear in the decisions (prices, COP, demand and the flow G enter as parameters), so the
 NLP is a convex QP; the MPC tells IPOPT so (constant Jacobians and Hessian).
@@ -156,6 +159,7 @@ class DhNetwork:
     loss_w_k: float
     t_ground_k: float
     pipe: str | None = None
+    cells: int = 8  # mixed cells standing in for the pipe's transport delay
 
 
 @dataclass(frozen=True)
@@ -185,7 +189,7 @@ class MpcProblemSpec:
     unmet_penalty: float = 2000.0 / 3.6e9
     band_penalty: float = 500.0 / HOUR
     move_penalty: float = 1e-3
-    move_cost_ref: float = 1000.0 / HOUR
+    move_cost_ref: float = 1e5 / HOUR
     electricity_price: str = "price.electricity"
     co2_price: str = "price.co2"
     max_solve_s: float = 10.0
@@ -299,7 +303,9 @@ def problem_from_spec(
                 price(u),
                 p["co2_per_fuel"],
                 p["efficiency"],
-                dh_j_kg=_enthalpy_rise(p["steam_pressure"], None, p["feedwater_temperature"]) if steam else 0.0,
+                dh_j_kg=_enthalpy_rise(p["steam_pressure"], None, p["feedwater_temperature"])
+                if steam
+                else 0.0,
             )
         )
     for u in by_model.get("heat_pump", []):
@@ -378,7 +384,13 @@ def problem_from_spec(
         storage.append(
             StorageUnit(
                 u.name,
-                ramped(f"{u.name}.charge_setpoint", -p["max_flow"], p["max_flow"], p["max_flow"] / 60.0, p["max_flow"]),
+                ramped(
+                    f"{u.name}.charge_setpoint",
+                    -p["max_flow"],
+                    p["max_flow"],
+                    p["max_flow"] / 60.0,
+                    p["max_flow"],
+                ),
                 mass,
                 mass * CP_WATER * max(t_top - p["min_temperature"], 1.0),
                 span,
@@ -388,7 +400,7 @@ def problem_from_spec(
                 0.5 * (t_top + p["min_temperature"]) - p["ambient_temperature"],
             )
         )
-    steam = tuple(
+    steam_demands = tuple(
         SteamDemand(u.name, u.params["design_flow"]) for u in by_model.get("steam_consumer", [])
     )
     dh_ref = next((u.dh_j_kg for u in loads if u.dh_j_kg > 0), 2.4e6)
@@ -397,7 +409,7 @@ def problem_from_spec(
         surplus=tuple(surplus),
         storage=tuple(storage),
         dh=dh,
-        steam=steam,
+        steam=steam_demands,
         step_s=step_s,
         n_horizon=n_horizon,
         unmet_penalty=unmet_penalty_eur_j,
@@ -465,6 +477,10 @@ def layout(spec: MpcProblemSpec) -> Layout:
         xl.append(0.0)
         xu.append(s.e_max_j / 3.6e9)
     if spec.dh is not None:
+        for i in range(1, spec.dh.cells):
+            xs.append(f"dh.pipe_temperature[{i - 1}]")
+            xl.append(-math.inf)
+            xu.append(math.inf)
         xs.append("dh.supply_temperature")
         xl.append(-math.inf)
         xu.append(math.inf)
@@ -486,7 +502,7 @@ def layout(spec: MpcProblemSpec) -> Layout:
     for u in spec.loads:
         if u.kind == LoadKind.HEAT_PUMP:
             ps += [f"{u.name}.inv_cop", f"{u.name}.source"]
-    ps += sorted({u.fuel_price for u in spec.loads if u.fuel_price}) + [spec.electricity_price, spec.co2_price]
+    ps += [*sorted({u.fuel_price for u in spec.loads if u.fuel_price}), spec.electricity_price, spec.co2_price]
     if spec.storage:
         ps.append("storage_value")
     return Layout(tuple(xs), tuple(us), tuple(ps), tuple(xl), tuple(xu), tuple(ul), tuple(uu))
@@ -507,7 +523,19 @@ class SxModel:
     output_names: tuple[str, ...]
 
 
-def build_sx(spec: MpcProblemSpec, lay: Layout | None = None) -> SxModel:
+class Hold:
+    """How a planned setpoint reaches the plant within an interval.
+
+    STEP: the value S_k+1 is written at the start of interval k (the supervisor ramps to it at the
+    tag's rate, which the rate bound keeps within the interval); the discrete-time model.
+    RAMP: the setpoint moves linearly from S_k to S_k+1 over the interval (dS/dt = r); the
+    continuous-time model (do-mpc's default collocation set-up)."""
+
+    STEP = "step"
+    RAMP = "ramp"
+
+
+def build_sx(spec: MpcProblemSpec, lay: Layout | None = None, hold: str = Hold.STEP) -> SxModel:
     import casadi as ca
 
     lay = lay or layout(spec)
@@ -524,6 +552,12 @@ def build_sx(spec: MpcProblemSpec, lay: Layout | None = None) -> SxModel:
     def P(n: str) -> Any:
         return p[lay.p_index(n)]
 
+    def A(key: str) -> Any:
+        """The setpoint the plant follows during the interval (see Hold)."""
+        if hold == Hold.STEP:
+            return X(key) + U(f"{key}.rate") * spec.step_s / HOUR
+        return X(key)
+
     rhs: list[Any] = [0.0] * len(lay.states)
     g: list[Any] = []
     fuel_cost: Any = 0.0
@@ -533,10 +567,11 @@ def build_sx(spec: MpcProblemSpec, lay: Layout | None = None) -> SxModel:
     steam_made: Any = 0.0  # [kg/s]
     outs: dict[str, Any] = {}
     for r in spec.ramped():
-        rhs[lay.x_index(r.key)] = U(f"{r.key}.rate") / HOUR
+        # STEP: frozen while the interval is integrated; ``discretise`` sets S_k+1 = S_k + r dt
+        rhs[lay.x_index(r.key)] = U(f"{r.key}.rate") / HOUR if hold == Hold.RAMP else 0.0
     for lu in spec.loads:
         load = X(f"{lu.name}.load")
-        rhs[lay.x_index(f"{lu.name}.load")] = (X(lu.setpoint.key) - load) / lu.tau_s
+        rhs[lay.x_index(f"{lu.name}.load")] = (A(lu.setpoint.key) - load) / lu.tau_s
         fuel_w: Any = 0.0
         if lu.kind == LoadKind.CHP:
             fuel_w = load * lu.capacity_w
@@ -552,7 +587,9 @@ def build_sx(spec: MpcProblemSpec, lay: Layout | None = None) -> SxModel:
             q_dh += heat
             power = heat * P(f"{lu.name}.inv_cop")
             elec_cost += power * P(spec.electricity_price)
-            g.append(heat - power - P(f"{lu.name}.source"))
+            # source limit on the setpoint written (the lagged load at k = 0 is fixed: always feasible)
+            heat_sp = A(lu.setpoint.key) * lu.capacity_w / MW
+            g.append(heat_sp * (1.0 - P(f"{lu.name}.inv_cop")) - P(f"{lu.name}.source"))
             outs[f"{lu.name}.heat_flow"] = heat * MW
             outs[f"{lu.name}.electric_power"] = power * MW
         else:
@@ -569,11 +606,11 @@ def build_sx(spec: MpcProblemSpec, lay: Layout | None = None) -> SxModel:
         outs[f"{lu.name}.load"] = load
     for s in spec.surplus:
         if s.setpoint is not None:
-            heat = X(s.setpoint.key) * P(f"{s.name}.heat")
+            heat = A(s.setpoint.key) * P(f"{s.name}.heat")
             q_dh += heat
             outs[f"{s.name}.recovered"] = heat * MW
     for st in spec.storage:
-        flow = X(st.setpoint.key) * st.setpoint.scale  # [kg/s], > 0 charges
+        flow = A(st.setpoint.key) * st.setpoint.scale  # [kg/s], > 0 charges
         power = flow * CP_WATER * st.delta_t_k / MW
         loss = st.loss_w_k * st.t_loss_k / MW
         rhs[lay.x_index(f"{st.name}.energy")] = (power - loss) / HOUR  # [MWh/s]
@@ -585,11 +622,23 @@ def build_sx(spec: MpcProblemSpec, lay: Layout | None = None) -> SxModel:
         d = spec.dh
         ts = X("dh.supply_temperature")
         t_r = d.t_return_k - 273.15
+        t_g = d.t_ground_k - 273.15
         delivered = P("g_town") * (ts - t_r)
-        loss = d.loss_w_k / MW * (ts - (d.t_ground_k - 273.15))
-        rhs[lay.x_index("dh.supply_temperature")] = (q_dh - delivered - loss) / (d.heat_capacity_j_k / MW)
+        # the pipe as a cascade of mixed cells: plant heat enters the first, the town draws on the last
+        cells = [X(f"dh.pipe_temperature[{i}]") for i in range(d.cells - 1)] + [ts]
+        names = [f"dh.pipe_temperature[{i}]" for i in range(d.cells - 1)] + ["dh.supply_temperature"]
+        c_cell = d.heat_capacity_j_k / MW / d.cells
+        upstream: Any = None
+        for name, tc in zip(names, cells, strict=True):
+            loss = d.loss_w_k / MW / d.cells * (tc - t_g)
+            # the plant cell takes the return water plus the production; the others their upstream cell
+            inflow = q_dh + P("g_town") * t_r if upstream is None else P("g_town") * upstream
+            rhs[lay.x_index(name)] = (inflow - P("g_town") * tc - loss) / c_cell
+            upstream = tc
         g.append(P("q_demand") - delivered - U("unmet_heat"))
         g.append(ts - (d.t_max_k - 273.15) - U("band_high"))
+        # water leaving the plant is held in the band too (a pulse of heat would travel to the town)
+        g.append(q_dh - P("g_town") * (d.t_max_k - d.t_return_k) - P("g_town") * U("band_high"))
         g.append((d.t_min_k - 273.15) - ts - U("band_low"))
         unmet_heat = U("unmet_heat") * spec.unmet_penalty * MW
         band = (U("band_low") + U("band_high")) * spec.band_penalty
@@ -602,6 +651,8 @@ def build_sx(spec: MpcProblemSpec, lay: Layout | None = None) -> SxModel:
     move: Any = 0.0
     for r in spec.ramped():
         move += (U(f"{r.key}.rate") / (r.rate / r.scale * HOUR)) ** 2
+    for st in spec.storage:
+        move += A(st.setpoint.key) ** 2  # throughput: no free charge/discharge cycling (mixing losses)
     move = move * spec.move_penalty * spec.move_cost_ref
     cost = ca.vertcat(
         fuel_cost * MW / 3.6e9,  # [MW * EUR/MWh] -> EUR/s
@@ -612,14 +663,24 @@ def build_sx(spec: MpcProblemSpec, lay: Layout | None = None) -> SxModel:
         band,
         move,
     )
-    names = tuple(outs)
+    out_names = tuple(outs)
     return SxModel(
-        x, u, p, ca.vertcat(*rhs), cost, ca.vertcat(*g) if g else ca.SX(0, 1), ca.vertcat(*outs.values()), names
+        x,
+        u,
+        p,
+        ca.vertcat(*rhs),
+        cost,
+        ca.vertcat(*g) if g else ca.SX(0, 1),
+        ca.vertcat(*outs.values()),
+        out_names,
     )
 
 
-def discretise(model: SxModel, dt: float, substeps: int) -> Any:
-    """x(t + dt) for inputs held over the interval: ``substeps`` classical RK4 steps (SX expression)."""
+def discretise(model: SxModel, dt: float, substeps: int, ramped: Sequence[tuple[int, int]] = ()) -> Any:
+    """x(t + dt) for inputs held over the interval: ``substeps`` classical RK4 steps (SX expression).
+
+    ramped: (state index, rate input index) of setpoints built with ``Hold.STEP``: S_k+1 = S_k + r dt
+    (rates in 1/h)."""
     import casadi as ca
 
     f = ca.Function("f", [model.x, model.u, model.p], [model.rhs])
@@ -631,7 +692,16 @@ def discretise(model: SxModel, dt: float, substeps: int) -> Any:
         k3 = f(xk + 0.5 * h * k2, model.u, model.p)
         k4 = f(xk + h * k3, model.u, model.p)
         xk = xk + h / 6.0 * (k1 + 2 * k2 + 2 * k3 + k4)
+    if ramped:
+        parts = [xk[i] for i in range(xk.shape[0])]
+        for xi, ui in ramped:
+            parts[xi] = model.x[xi] + model.u[ui] * dt / HOUR
+        xk = ca.vertcat(*parts)
     return xk
+
+
+def ramped_indices(spec: MpcProblemSpec, lay: Layout) -> list[tuple[int, int]]:
+    return [(lay.x_index(r.key), lay.u_index(f"{r.key}.rate")) for r in spec.ramped()]
 
 
 def rk4_substeps(spec: MpcProblemSpec) -> int:
@@ -639,7 +709,7 @@ def rk4_substeps(spec: MpcProblemSpec) -> int:
     taus = [u.tau_s for u in spec.loads]
     if spec.dh is not None:
         g_max = spec.dh.design_load_w / (CP_WATER * max(spec.dh.t_min_k - spec.dh.t_return_k, 5.0)) * CP_WATER
-        taus.append(spec.dh.heat_capacity_j_k / g_max)
+        taus.append(spec.dh.heat_capacity_j_k / spec.dh.cells / g_max)
     return max(1, math.ceil(spec.step_s / max(min(taus, default=spec.step_s), 1.0)))
 
 
@@ -647,14 +717,15 @@ def rk4_substeps(spec: MpcProblemSpec) -> int:
 
 
 def _series(forecasts: Mapping[str, FloatArray], name: str, n: int, default: float) -> FloatArray:
-    """``n`` values of a forecast series (held at its end, ``default`` when absent or non-finite)."""
+    """``n`` values of a forecast series (held at its end; ``default`` when absent). Non-finite values
+    stay non-finite: the controller refuses to plan on them."""
     s = forecasts.get(name)
     if s is None or len(s) == 0:
         return np.full(n, default)
     a = np.asarray(s, dtype=float)[:n]
     if a.size < n:
         a = np.concatenate([a, np.full(n - a.size, a[-1])])
-    return np.where(np.isfinite(a), a, default)
+    return a
 
 
 def hx_recovery(ua: float, m_hot: FloatArray, t_hot: float, m_cold: FloatArray, t_cold: float) -> FloatArray:
@@ -671,9 +742,7 @@ def hx_recovery(ua: float, m_hot: FloatArray, t_hot: float, m_cold: FloatArray, 
     return np.asarray(eps * c_min * max(t_hot - t_cold, 0.0))
 
 
-def parameters(
-    spec: MpcProblemSpec, lay: Layout, forecasts: Mapping[str, FloatArray], n: int
-) -> FloatArray:
+def parameters(spec: MpcProblemSpec, lay: Layout, forecasts: Mapping[str, FloatArray], n: int) -> FloatArray:
     """The per-step parameter matrix (n x n_params) from forecasts [SI] by series name (see
     ``symtwin.runtime.wiring.ProfileForecasts``): ``<unit>.demand``, ``<unit>.available``,
     ``<hp>.source_temperature``, ``price.<name>`` [EUR/J], ``price.co2`` [EUR/kg]."""
@@ -685,7 +754,9 @@ def parameters(
         q = frac * d.design_load_w
         t_r = _series(forecasts, f"{d.demand_unit}.return_temperature", n, d.t_return_k)
         m_max = d.design_load_w / (CP_WATER * (d.t_min_k - t_r))
-        m_town = np.clip(q / (CP_WATER * np.maximum(d.t_nom_k - t_r, 5.0)), d.min_flow_fraction * m_max, m_max)
+        m_town = np.clip(
+            q / (CP_WATER * np.maximum(d.t_nom_k - t_r, 5.0)), d.min_flow_fraction * m_max, m_max
+        )
         cols["q_demand"] = q / MW
         cols["g_town"] = m_town * CP_WATER / MW
     else:
@@ -708,7 +779,11 @@ def parameters(
     for lu in spec.loads:
         if lu.kind == LoadKind.HEAT_PUMP:
             t_src = _series(forecasts, f"{lu.name}.source_temperature", n, lu.t_source_k)
-            cop = lu.carnot_efficiency * lu.t_con_k / np.maximum(lu.t_con_k - (t_src - lu.source_cooling_k), 5.0)
+            cop = (
+                lu.carnot_efficiency
+                * lu.t_con_k
+                / np.maximum(lu.t_con_k - (t_src - lu.source_cooling_k), 5.0)
+            )
             cols[f"{lu.name}.inv_cop"] = 1.0 / cop
             src = sum((avail[s] for s in lu.sources if s in avail), np.zeros(n)) if lu.sources else None
             cols[f"{lu.name}.source"] = (src if src is not None else np.full(n, 1e12)) / MW
@@ -742,7 +817,7 @@ def storage_value(spec: MpcProblemSpec, cols: Mapping[str, FloatArray]) -> float
         else:
             continue
         best = c if best is None else np.minimum(best, c)
-    return 0.0 if best is None else float(0.9 * max(np.mean(best), 0.0))
+    return 0.0 if best is None else float(0.9 * max(float(np.mean(best)), 0.0))
 
 
 def initial_state(
@@ -791,7 +866,23 @@ def initial_state(
         d = spec.dh
         names = [f"{d.pipe}.outlet_temperature"] if d.pipe else []
         v = get(*names, f"{d.demand_unit}.supply_temperature")
-        x[lay.x_index("dh.supply_temperature")] = (v if v is not None else d.t_nom_k) - 273.15
+        t_out = (v if v is not None else d.t_nom_k) - 273.15
+        x[lay.x_index("dh.supply_temperature")] = t_out
+        # pipe cells from the twin's segment temperatures when given, else the outlet temperature
+        segs = sorted(
+            (int(k[k.index("[") + 1 : -1]), float(val))
+            for k, val in state.items()
+            if d.pipe is not None and k.startswith(f"{d.pipe}.water_temperature[")
+        )
+        for i in range(d.cells - 1):
+            if segs:
+                n_seg = len(segs)
+                part = [t for j, t in segs if i * n_seg // d.cells <= j < (i + 1) * n_seg // d.cells]
+                x[lay.x_index(f"dh.pipe_temperature[{i}]")] = (
+                    np.mean(part) if part else t_out + 273.15
+                ) - 273.15
+            else:
+                x[lay.x_index(f"dh.pipe_temperature[{i}]")] = t_out
     lo = np.array(lay.x_lb)
     hi = np.array(lay.x_ub)
     return np.clip(x, lo, hi)
