@@ -13,9 +13,9 @@ the clean UA, is one of them), r the relative multipliers of the estimated param
 e.g. ``transmission.loss_coefficient``). Fouling and r are random walks with a small process noise.
 
 Time update over h (split into pieces of at most ``cov_step_s``), linearised consistently with an
-implicit (L-stable) step of the stiff model -- x+ = x + h f(x+, p) -- so that
+implicit (L-stable) step of the stiff model -- x+ = x + h f(x+, p) -- at the propagated mean x+, so that
 
-    dx+ = M^-1 (dx + h F_r dr),    M = I - h df/dx,    F_r = df/dr (finite differences, one rhs per r)
+    dx+ = M^-1 (dx + h F_r dr),    M = I - h df/dx(x+),    F_r = df/dr(x+) (finite differences)
 
 (an explicit I + h J would blow up for cells with 0.02 s time constants). M is factored once per update
 (SuperLU). Process noise is added as extra columns (random walks of fouling/r, loads, tank layers and a
@@ -104,12 +104,14 @@ class EstimatorParams:
     param_walk: random-walk standard deviation of relative parameters and fouling [1/sqrt(s)].
     temperature_std0: initial standard deviation of tank layers and profile offsets [K].
     temperature_walk: random-walk standard deviation of temperatures [K/sqrt(s)].
+    exchanger_std0: initial standard deviation of a heat exchanger's profile offset [K].
     load_std0, load_walk: the same for load states (fractions) [-], [1/sqrt(s)].
     rank: columns kept in the square root of the covariance.
     cov_step_s: longest linearised covariance step [s].
     gate: chi-square(1) threshold on each measurement's normalised innovation.
     freeze_repeats: identical consecutive values after which a tag is treated as frozen (0: off).
     readmit_after: consecutive rejections after which a tag is readmitted with inflated variance (0: never).
+    max_param_step: largest move of fouling or a parameter in one update, in its prior standard deviations.
     min_noise: floor on measurement noise as a fraction of |value| (guards noise 0 in a config) [-].
     """
 
@@ -128,6 +130,8 @@ class EstimatorParams:
     readmit_after: int = 90
     min_noise: float = 1e-4
     param_bounds: tuple[float, float] = (0.05, 5.0)
+    exchanger_std0: float = 0.2
+    max_param_step: float = 1.0
 
 
 @dataclass
@@ -141,6 +145,7 @@ class StepReport:
     skipped: list[str] = field(default_factory=list)
     nis: float = 0.0
     dof: int = 0
+    damped: bool = False  # the update was cut to max_param_step (R inflated)
 
 
 @dataclass
@@ -197,6 +202,7 @@ class Estimator:
             park.settle(park.input_schedule()(0.0)) if x0 is None else np.array(x0, dtype=float, copy=True)
         )
         self.r = np.ones(self.m)
+        self._slow_index = np.array([*self.fouling_index, *range(self.n, self.N)], dtype=np.int64)
         self._solver = Sdirk2(park)
         self._modes, self._walk = self._noise_modes()
         self.S = self._initial_sqrt()
@@ -235,7 +241,15 @@ class Estimator:
                     e = np.zeros(self.N)
                     e[i] = 1.0
                     cols.append((e, st.temperature_std0, st.temperature_walk))
-            else:  # fast transport profiles: a common-mode offset of the whole profile
+            elif self._model_of(base) == "heat_exchanger":
+                # cells with time constants of seconds: an offset of their own profile is short-lived, its
+                # uncertainty mostly follows from fouling and the inlets (through the time update). A wide
+                # mode would soak up the innovation of an input step that the fouling explains, and hand it
+                # back as a wrong fouling when it relaxes.
+                e = np.zeros(self.N)
+                e[idx] = 1.0
+                cols.append((e, st.exchanger_std0, st.temperature_walk))
+            else:  # slow transport profiles (pipes): a common-mode offset of the whole profile
                 e = np.zeros(self.N)
                 e[idx] = 1.0
                 cols.append((e, st.temperature_std0, st.temperature_walk))
@@ -246,6 +260,13 @@ class Estimator:
         modes = np.column_stack([c[0] for c in cols]) if cols else np.zeros((self.N, 0))
         self._std0 = np.array([c[1] for c in cols])
         return modes, np.array([c[2] for c in cols])
+
+    def _model_of(self, state_base: str) -> str:
+        unit = state_base.split(".", 1)[0]
+        try:
+            return str(self.park.spec.unit(unit).model)
+        except KeyError:
+            return ""
 
     def _initial_sqrt(self) -> Array:
         return self._truncate(self._modes * self._std0)
@@ -327,31 +348,32 @@ class Estimator:
         import scipy.sparse as sp
         from scipy.sparse.linalg import splu
 
-        ua = np.asarray(u, dtype=float)
         p = self.p_full()
         k = max(1, math.ceil(dt / self.settings.cov_step_s - 1e-9))
         h = dt / k
-        jac = self.park.jacobian_sparse(0.0, self.x, ua, p)
+        # mean: the full nonlinear step at the current parameter estimate
+        self._solver.p = p
+        self.x = self._solver.advance(self.x, 0.0, float(dt), lambda _t, left=False: u, 30.0, ())
+        # covariance: linearised at the END of the step, as the implicit step x+ = x + h f(x+) is. At the
+        # start of a step that changes a flow, an exchanger may still be pinched (df/dfouling = 0 there).
+        jac = self.park.jacobian_sparse(0.0, self.x, u, p)
         if self._eye is None:
             self._eye = sp.identity(self.n, format="csc")
         lu = splu((self._eye - h * jac).tocsc(), options={"Equil": False})
         fr = np.empty((self.n, self.m))
         if self.m:
-            f0 = self.park.rhs(0.0, self.x, ua, p)
+            f0 = self.park.rhs(0.0, self.x, u, p)
             for j in range(self.m):
                 d = 1e-4
                 rj = self.r.copy()
                 rj[j] += d
-                fr[:, j] = (self.park.rhs(0.0, self.x, ua, self.p_full(rj)) - f0) / d
+                fr[:, j] = (self.park.rhs(0.0, self.x, u, self.p_full(rj)) - f0) / d
         s = self.S
         sx = np.array(s[: self.n], order="F")
         sr = s[self.n :]
         for _ in range(k):
             rhs = sx + h * (fr @ sr) if self.m else sx
             sx = lu.solve(np.asfortranarray(rhs))
-        # mean: the full nonlinear step at the current parameter estimate
-        self._solver.p = p
-        self.x = self._solver.advance(self.x, 0.0, float(dt), lambda _t, left=False: ua, 30.0, ())
         walk = self._modes * (self._walk * math.sqrt(dt))
         self.S = self._truncate(np.hstack([np.vstack([sx, sr]), walk]))
 
@@ -416,13 +438,23 @@ class Estimator:
             sy = za @ za.T + np.diag(ra)
             rep.nis = float(nua @ np.linalg.solve(sy, nua))
             rep.dof = int(ok.sum())
-            w = za.T @ (za / ra[:, None])
-            lam, vec = _eigh(w)
-            lam = np.maximum(lam, 0.0)
-            # (I + W)^-1 = V diag(1/(1+lam)) V^T; square root V diag(1/sqrt(1+lam)) V^T
-            inv = (vec / (1.0 + lam)) @ vec.T
-            gain_dir = inv @ (za.T @ (nua / ra))
-            dz = self.S @ gain_dir
+            slow = self._slow_index
+            prior_sd = np.sqrt(np.einsum("ij,ij->i", self.S[slow], self.S[slow]))
+            for _ in range(4):
+                w = za.T @ (za / ra[:, None])
+                lam, vec = _eigh(w)
+                lam = np.maximum(lam, 0.0)
+                # (I + W)^-1 = V diag(1/(1+lam)) V^T; square root V diag(1/sqrt(1+lam)) V^T
+                inv = (vec / (1.0 + lam)) @ vec.T
+                dz = self.S @ (inv @ (za.T @ (nua / ra)))
+                # Damped update: a linearisation taken where an exchanger is pinched can ask fouling or a
+                # parameter to jump many sigmas in one update. Such a step is cut to ``max_param_step``
+                # prior sigmas by inflating R (a valid, more cautious Kalman update); relinearised next time.
+                moved = float(np.max(np.abs(dz[slow]) / np.maximum(prior_sd, 1e-12))) if slow.size else 0.0
+                if moved <= st.max_param_step:
+                    break
+                ra = ra * (moved / st.max_param_step) ** 2
+                rep.damped = True
             self.x = self.x + dz[: self.n]
             self.r = self.r + dz[self.n :]
             self.S = np.asfortranarray(self.S @ ((vec / np.sqrt(1.0 + lam)) @ vec.T))

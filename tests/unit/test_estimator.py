@@ -200,7 +200,7 @@ def test_outlier_burst_is_rejected_and_counted(day: Scenario) -> None:
     assert _drift(sc, day, 3600.0) < 0.5
     # without the gate the same burst drags the estimate far away (the test can fail)
     ungated = run_scenario(2.0, corrupt={"burst": burst}, settings={"gate": math.inf})
-    assert _drift(ungated, day, 3600.0) > 3.0
+    assert _drift(ungated, day, 3600.0) > 2.0
 
 
 def test_unknown_keys_are_refused() -> None:
