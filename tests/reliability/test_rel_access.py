@@ -24,6 +24,7 @@ import shutil
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import paho.mqtt.client as mqtt
@@ -167,7 +168,7 @@ class _Paho:
         if ca is not None:
             self.c.tls_set(ca_certs=str(ca))
         self.c.on_connect = lambda c, u, f, rc, p: self.connack.put(rc)
-        self.c.on_message = lambda c, u, m: self.messages.put((m.topic, m.payload))
+        self.c.on_message = lambda c, u, m: self.messages.put((m.topic, bytes(m.payload)))
         self.c.on_publish = self._on_publish
         self.c.connect("127.0.0.1", port)
         self.c.loop_start()
@@ -221,10 +222,10 @@ async def _mqtt(tally: Tally, tmp_path: Path) -> None:
     clients: list[_Paho] = []
     try:
 
-        async def adapter_refused(what: str, **kw: object) -> None:
+        async def adapter_refused(what: str, **kw: Any) -> None:
             cfg = MqttConfig(
                 "127.0.0.1", port, client_id=f"acc-{len(tally.attempts)}", connect_timeout_s=3.0, **kw
-            )  # type: ignore[arg-type]
+            )
             a = MqttAdapter(cfg, MqttRouter({}), _Sink())  # type: ignore[arg-type]
             try:
                 await a.start()
