@@ -201,6 +201,53 @@ class Controller(Strict):
     )
 
 
+class ForecastMqtt(Strict):
+    """Forecasts published on an MQTT topic (the park broker of ``adapters.mqtt``)."""
+
+    topic: str = Field(min_length=1)
+    encoding: Literal["json", "sparkplug"] = "json"
+    unit: str | None = Field(default=None, description="unit of the values on the wire (default: the forecast's unit)")
+    max_age: QuantityText = Field(default="6 h", description="older forecasts expire: alarm, next source")
+    points: int | None = Field(default=None, ge=1, description="values a complete forecast has (None: any)")
+    step: QuantityText = Field(default="1 h", description="spacing of [issued_at, v1, ...] array payloads")
+    metric: str = Field(default="forecast", description="Sparkplug metric name carrying the points")
+
+
+class ForecastCsv(Strict):
+    """A forecast file (columns time,value[,issued_at]) re-read whenever it changes; it may not exist yet."""
+
+    path: str = Field(min_length=1)
+    unit: str | None = Field(default=None, description="unit of the values (default: the forecast's unit)")
+    max_age: QuantityText = "24 h"
+
+
+class ForecastModelSource(Strict):
+    """The built-in forecaster (a JSON model file from `symtwin forecast train`)."""
+
+    file: str = Field(min_length=1)
+    max_age: QuantityText = "2 h"
+    temperature: Id | None = Field(default=None, description="profile id of the outdoor temperature forecast")
+
+
+class ForecastInput(Strict):
+    """One controller series fed from forecasts: MQTT, then CSV, then the model, then the config profile."""
+
+    id: Id
+    series: str = Field(
+        pattern=r"^[A-Za-z][A-Za-z0-9_\-]*\.[A-Za-z][A-Za-z0-9_]*$",
+        description="the controller's series it replaces: '<unit>.<profile input>' or 'price.<name>'",
+    )
+    unit: str = Field(default="1", description="unit of bounds (and of the sources unless they say otherwise)")
+    bounds: tuple[QuantityText, QuantityText] | None = Field(
+        default=None, description="[low, high]; values outside are dropped (numbers in 'unit' or '50 MW')"
+    )
+    max_gap: QuantityText = Field(default="3 h", description="longest gap between points that is interpolated")
+    profile: Id | None = Field(default=None, description="last resort (default: the profile the series uses now)")
+    mqtt: ForecastMqtt | None = None
+    csv: ForecastCsv | None = None
+    model: ForecastModelSource | None = None
+
+
 class Aggregated(Strict):
     aggregated: QuantityText
 
@@ -365,6 +412,7 @@ class SiteConfig(Strict):
     exchanges: list[Exchange] = Field(default_factory=list)
     tags: list[Tag] = Field(default_factory=list)
     profiles: list[Profile] = Field(default_factory=list)
+    forecasts: list[ForecastInput] = Field(default_factory=list)
     controller: Controller = Controller()
     sharing: Sharing = Sharing()
     contracts: list[Contract] = Field(default_factory=list)

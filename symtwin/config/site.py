@@ -92,6 +92,52 @@ class TagSpec:
         return (value - d.offset) / d.factor
 
 
+@dataclass(frozen=True)
+class MqttForecastSpec:
+    """An MQTT forecast source in SI: values on the wire are in ``unit`` (``to_si`` applies)."""
+
+    topic: str
+    encoding: str  # "json" | "sparkplug"
+    unit: str
+    max_age_s: float
+    points: int | None
+    step_s: float
+    metric: str
+
+
+@dataclass(frozen=True)
+class CsvForecastSpec:
+    path: Path  # resolved against the config file's folder; it may appear only at run time
+    unit: str
+    max_age_s: float
+
+
+@dataclass(frozen=True)
+class ModelForecastSpec:
+    path: Path  # the model JSON (exists at load time)
+    max_age_s: float
+    temperature_profile: str | None
+
+
+@dataclass(frozen=True)
+class ForecastSpec:
+    """One ``forecasts:`` entry, checked and in SI: the chain mqtt → csv → model → profile for ``series``.
+
+    si_unit: SI unit of the series (what the controller gets); bounds_si: values outside are dropped;
+    profile: the last-resort profile id, or None for the series' own profile or constant price.
+    """
+
+    id: str
+    series: str
+    si_unit: str
+    bounds_si: tuple[float, float] | None
+    max_gap_s: float
+    profile: str | None
+    mqtt: MqttForecastSpec | None
+    csv: CsvForecastSpec | None
+    model: ModelForecastSpec | None
+
+
 @dataclass
 class LoadedSite:
     """A validated site: the schema object plus SI conversions. Build with :func:`load_site`."""
@@ -102,6 +148,7 @@ class LoadedSite:
     tags: dict[str, TagSpec]
     profiles: dict[str, Profile]
     prices: dict[str, float | str] = field(default_factory=dict)
+    forecasts: dict[str, ForecastSpec] = field(default_factory=dict)  # by forecast id, in config order
 
     @property
     def name(self) -> str:
@@ -272,6 +319,7 @@ class _Checker:
         self._unique("tags", [t.id for t in cfg.tags])
         self._unique("profiles", [p.id for p in cfg.profiles])
         self._unique("contracts", [c.id for c in cfg.contracts])
+        self._unique("forecasts", [f.id for f in cfg.forecasts])
         parties = {p.id for p in cfg.parties}
         profiles = self._profiles()
         unit_params = self._units(parties, set(profiles) | {p.id for p in cfg.profiles})
@@ -279,11 +327,12 @@ class _Checker:
         self._exchanges()
         tags = self._tags(parties)
         self._controller({p.id for p in cfg.profiles})
+        forecasts = self._forecasts(profiles, {p.id for p in cfg.profiles})
         self._sharing()
         self._web(parties)
         if self.issues:
             return None
-        return LoadedSite(self.path, cfg, unit_params, tags, profiles)
+        return LoadedSite(self.path, cfg, unit_params, tags, profiles, forecasts=forecasts)
 
     def _unique(self, section: str, ids: Iterable[str]) -> None:
         seen: dict[str, int] = {}
@@ -606,6 +655,160 @@ class _Checker:
                          "name a profile or write e.g. '30 EUR/MWh'")
         self.quantity(("controller", "co2_price"), c.co2_price, "EUR/kg")
         self.quantity(("controller", "unmet_demand_penalty"), c.unmet_demand_penalty, "EUR/J")
+
+    def _series_units(self, profiles: dict[str, Profile]) -> dict[str, tuple[str | None, str | None]]:
+        """Controller series a forecast may replace → (SI unit or None if unknown yet, current profile id)."""
+        out: dict[str, tuple[str | None, str | None]] = {}
+        for u in self.cfg.units:
+            model = UNIT_MODELS.get(u.model)
+            for inp in model.profile_inputs if model else ():
+                pid = u.profiles.get(inp)
+                out[f"{u.id}.{inp}"] = (profiles[pid].unit if pid in profiles else None, pid)
+        for name, value in self.cfg.controller.prices.items():
+            pid = value if isinstance(value, str) and value in profiles else None
+            out[f"price.{name}"] = ("EUR/J", pid)
+        out["price.co2"] = ("EUR/kg", None)
+        return out
+
+    def _unit_of(self, path: Path_, unit: str, si: str | None) -> bool:
+        if unit not in UNITS:
+            self.add(path, f"unknown unit {unit!r}", "use a unit such as 1, %, MW, degC, EUR/MWh")
+            return False
+        if si is not None and UNITS[unit].si != si:
+            self.add(path, f"{unit!r} does not measure this series [{si}]", f"use one of: {', '.join(compatible_units(si))}")
+            return False
+        return True
+
+    def _positive_duration(self, path: Path_, value: Any) -> float | None:
+        v = self.quantity(path, value, "s")
+        if v is not None and not v > 0:
+            self.add(path, "must be a positive duration", "write e.g. '6 h'")
+            return None
+        return v
+
+    def _forecasts(self, profiles: dict[str, Profile], profile_ids: set[str]) -> dict[str, ForecastSpec]:
+        """``forecasts:`` entries: known series, compatible units, existing profiles and model files."""
+        series_units = self._series_units(profiles)
+        seen: dict[str, int] = {}
+        topics: dict[str, int] = {}
+        out: dict[str, ForecastSpec] = {}
+        for i, f in enumerate(self.cfg.forecasts):
+            base: Path_ = ("forecasts", i)
+            ok = True
+            if f.series in seen:
+                self.add((*base, "series"), f"series {f.series!r} is already fed by forecasts[{seen[f.series]}]",
+                         "one entry per series; list its sources (mqtt, csv, model) in that entry")
+                ok = False
+            seen.setdefault(f.series, i)
+            if f.series not in series_units:
+                known = ", ".join(sorted(series_units)) or "none"
+                self.add((*base, "series"), f"unknown series {f.series!r}",
+                         f"use '<unit id>.<profile input>' or 'price.<name from controller.prices>'; known: {known}")
+                continue
+            si, own_profile = series_units[f.series]
+            if f.profile is not None:
+                if f.profile not in profile_ids:
+                    self.add((*base, "profile"), f"unknown profile {f.profile!r}", "define it under profiles:")
+                    ok = False
+                elif f.profile in profiles:
+                    p_si = profiles[f.profile].unit
+                    if si is not None and p_si != si:
+                        self.add((*base, "profile"), f"profile {f.profile!r} is in {p_si}, the series in {si}",
+                                 "name a profile of the same quantity")
+                        ok = False
+                    si = si or p_si
+            elif si is None and not f.series.startswith("price."):
+                self.add((*base, "profile"), f"series {f.series!r} has no profile to fall back on",
+                         "add 'profile: <profile id>' (the last resort when every forecast is missing or expired)")
+                continue
+            unit_ok = self._unit_of((*base, "unit"), f.unit, si)
+            ok = ok and unit_ok
+            if si is None and f.unit in UNITS:
+                si = UNITS[f.unit].si
+            bounds = None
+            if f.bounds is not None and unit_ok and si is not None:
+                lo, hi = (self._bound((*base, "bounds", k), b, f.unit, si) for k, b in enumerate(f.bounds))
+                if lo is None or hi is None:
+                    ok = False
+                elif not lo < hi:
+                    self.add((*base, "bounds"), "bounds are empty or reversed", "write [low, high] with low < high")
+                    ok = False
+                else:
+                    bounds = (lo, hi)
+            max_gap = self._positive_duration((*base, "max_gap"), f.max_gap)
+            mqtt = csv_src = model = None
+            if f.mqtt is not None:
+                m = f.mqtt
+                mb: Path_ = (*base, "mqtt")
+                if m.topic in topics:
+                    self.add((*mb, "topic"), f"topic {m.topic!r} already feeds forecasts[{topics[m.topic]}]",
+                             "publish each series on its own topic")
+                    ok = False
+                topics.setdefault(m.topic, i)
+                if any(c in m.topic for c in "+#"):
+                    self.add((*mb, "topic"), f"topic {m.topic!r} has a wildcard", "name the one topic the forecast is published on")
+                    ok = False
+                unit = m.unit or f.unit
+                age = self._positive_duration((*mb, "max_age"), m.max_age)
+                step = self._positive_duration((*mb, "step"), m.step)
+                if self._unit_of((*mb, "unit"), unit, si) and age is not None and step is not None:
+                    mqtt = MqttForecastSpec(m.topic, m.encoding, unit, age, m.points, step, m.metric)
+                else:
+                    ok = False
+            if f.csv is not None:
+                c = f.csv
+                cb: Path_ = (*base, "csv")
+                unit = c.unit or f.unit
+                age = self._positive_duration((*cb, "max_age"), c.max_age)
+                if self._unit_of((*cb, "unit"), unit, si) and age is not None:
+                    csv_src = CsvForecastSpec(self._resolve(c.path), unit, age)
+                else:
+                    ok = False
+            if f.model is not None:
+                model = self._model_source((*base, "model"), f.model, profiles, profile_ids)
+                ok = ok and model is not None
+            if ok and max_gap is not None and si is not None:
+                out[f.id] = ForecastSpec(f.id, f.series, si, bounds, max_gap, f.profile or own_profile,
+                                         mqtt, csv_src, model)
+        return out
+
+    def _resolve(self, text: str) -> Path:
+        p = Path(text)
+        return p if p.is_absolute() else self.base / p
+
+    def _bound(self, path: Path_, value: Any, unit: str, si: str) -> float | None:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return to_si(float(value), unit)
+        return self.quantity(path, value, si)
+
+    def _model_source(self, path: Path_, m: schema.ForecastModelSource, profiles: dict[str, Profile],
+                      profile_ids: set[str]) -> ModelForecastSpec | None:
+        from symtwin.forecasting.model import Forecaster, ForecastModelError
+
+        ok = True
+        age = self._positive_duration((*path, "max_age"), m.max_age)
+        if m.temperature is not None:
+            if m.temperature not in profile_ids:
+                self.add((*path, "temperature"), f"unknown profile {m.temperature!r}", "define it under profiles:")
+                ok = False
+            elif m.temperature in profiles and profiles[m.temperature].unit != "K":
+                self.add((*path, "temperature"), f"profile {m.temperature!r} is not a temperature",
+                         "name the outdoor temperature profile (unit degC or K)")
+                ok = False
+        file = self._resolve(m.file)
+        try:
+            Forecaster.from_json(file.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            self.add((*path, "file"), f"model file not found: {file}",
+                     "train one with `symtwin forecast train` (the path is relative to the config file)")
+            ok = False
+        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, ForecastModelError) as exc:
+            self.add((*path, "file"), f"cannot read model file {file.name}: {exc}",
+                     "write it again with `symtwin forecast train`")
+            ok = False
+        if not ok or age is None:
+            return None
+        return ModelForecastSpec(file, age, m.temperature)
 
     def _sharing(self) -> None:
         from symtwin.governance.from_site import policy_issues
