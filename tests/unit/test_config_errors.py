@@ -68,6 +68,9 @@ CASES = [
      "recipient: factory, resolution: raw}", "sharing.rules[2].resolution", "one resolution only"),
     ("reversed_temperatures", lambda s: s.replace("design_load_mw: 8,", "design_load_mw: 8, min_supply_temperature: \"95 degC\","),
      "design_load_mw: 8, min_supply", "units[5]", "must be below max_supply_temperature"),
+    ("forecast_unknown_series", lambda s: s + "forecasts:\n  - id: town_fc\n    series: town.heat_demand\n"
+                                              "    mqtt: {topic: park/forecast/town}\n",
+     "series: town.heat_demand", "forecasts[0].series", "unknown series 'town.heat_demand'"),
 ]
 
 
