@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import logging.handlers
+import queue
 import signal
 import sys
 import threading
@@ -93,13 +95,80 @@ def build_controller(site: LoadedSite, kind: str, step_s: float) -> ControllerPo
     return InlinePort(from_site(site, step_s=step_s))
 
 
-class Progress:
-    """One status line on stderr, refreshed at most every ``every_s`` wall seconds."""
+class OffLoopOutput:
+    """Log records and progress lines leave the event loop through a bounded queue; a thread writes them.
 
-    def __init__(self, service: Service, start: float, duration_s: float | None, every_s: float = 2.0) -> None:
+    Logging is synchronous: a stalled consumer (a full stderr pipe, a stuck journal) would block whoever
+    logs, and the supervisor logs from inside the control cycle. Here only the writer thread waits; when
+    the queue is full, records are dropped and counted (``dropped``), never waited for.
+    """
+
+    def __init__(self, max_queue: int = 10_000) -> None:
+        self.queue: queue.Queue[logging.LogRecord | str | None] = queue.Queue(max_queue)
+        self.dropped = 0
+        self._handlers: list[logging.Handler] = []
+        self._thread = threading.Thread(target=self._run, name="log-writer", daemon=True)
+        self._installed: logging.Handler | None = None
+
+    def install(self) -> None:
+        root = logging.getLogger()
+        self._handlers = list(root.handlers)
+        for h in self._handlers:
+            root.removeHandler(h)
+        self._installed = _DroppingQueueHandler(self)
+        root.addHandler(self._installed)
+        self._thread.start()
+
+    def uninstall(self, timeout_s: float = 2.0) -> None:
+        """Write what is queued (waiting at most ``timeout_s``) and give the handlers back."""
+        root = logging.getLogger()
+        if self._installed is not None:
+            root.removeHandler(self._installed)
+            self._installed = None
+        with contextlib.suppress(queue.Full):
+            self.queue.put(None, timeout=timeout_s)
+        self._thread.join(timeout_s)
+        for h in self._handlers:
+            root.addHandler(h)
+
+    def put(self, item: logging.LogRecord | str) -> None:
+        try:
+            self.queue.put_nowait(item)
+        except queue.Full:
+            self.dropped += 1
+
+    def _run(self) -> None:
+        while (item := self.queue.get()) is not None:
+            try:
+                if isinstance(item, str):
+                    sys.stderr.write(item)
+                    sys.stderr.flush()
+                    continue
+                for h in self._handlers:
+                    if item.levelno >= h.level:
+                        h.handle(item)
+            except Exception:  # an output error must not end the writer
+                continue
+
+
+class _DroppingQueueHandler(logging.handlers.QueueHandler):
+    def __init__(self, out: OffLoopOutput) -> None:
+        super().__init__(out.queue)  # type: ignore[arg-type]
+        self.out = out
+
+    def enqueue(self, record: logging.LogRecord) -> None:
+        self.out.put(record)
+
+
+class Progress:
+    """One status line on stderr, refreshed at most every ``every_s`` wall seconds (written off the loop)."""
+
+    def __init__(self, service: Service, start: float, duration_s: float | None, every_s: float = 2.0,
+                 output: OffLoopOutput | None = None) -> None:
         self.service, self.start, self.duration, self.every = service, start, duration_s, every_s
         self._last = 0.0
         self.tty = sys.stderr.isatty()
+        self.output = output
 
     def __call__(self, *_: object) -> None:
         wall = time.monotonic()
@@ -111,7 +180,11 @@ class Progress:
         pct = f" {100 * done / self.duration:5.1f}%" if self.duration else ""
         line = (f"[sim {done / 3600:7.2f} h{pct}] mode {snap.mode}, solve {snap.solve_status}, "
                 f"fallback {snap.fallback}, alarms {len(snap.alarms)}, cycles {snap.cycle}")
-        print(("\r" + line) if self.tty else line, end="" if self.tty else "\n", file=sys.stderr, flush=True)
+        text = ("\r" + line) if self.tty else line + "\n"
+        if self.output is not None:
+            self.output.put(text)
+        else:
+            print(text, end="", file=sys.stderr, flush=True)
 
 
 class StoreGauges:
@@ -249,8 +322,10 @@ async def serve(site: LoadedSite, opts: RunOptions) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, service.stop)
+    output = OffLoopOutput()
+    output.install()
     if opts.progress:
-        service.on_snapshot(Progress(service, clock.now(), opts.duration_s))
+        service.on_snapshot(Progress(service, clock.now(), opts.duration_s, output=output))
     gauges = StoreGauges(service.metrics, history, influx)
     gauges.update()
     gauges.start()
@@ -279,6 +354,9 @@ async def serve(site: LoadedSite, opts: RunOptions) -> int:
             influx.close()
         history.close()
         dead.close()
+        output.uninstall()
+        if output.dropped:
+            log.warning("%d log records were dropped while the log output was stalled", output.dropped)
         if opts.progress and sys.stderr.isatty():
             print(file=sys.stderr)
         stats = history.stats()

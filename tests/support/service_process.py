@@ -37,6 +37,8 @@ class ServiceProcess:
         self.url = ""
         self.logins: dict[str, str] = {}
         self.proc: subprocess.Popen[str] | None = None
+        self.reading = threading.Event()  # cleared: stderr is left unread (a stalled log consumer)
+        self.reading.set()
         self._reader: threading.Thread | None = None
 
     def __enter__(self) -> ServiceProcess:
@@ -65,6 +67,7 @@ class ServiceProcess:
         assert self.proc is not None and self.proc.stderr is not None
         in_logins = False
         for line in self.proc.stderr:
+            self.reading.wait()
             self.lines.append(line)
             m = _URL.search(line)
             if m:
@@ -116,6 +119,24 @@ class ServiceProcess:
             if line.startswith(name + " "):
                 return float(line.split()[1])
         return None
+
+    def stall_stderr(self) -> int:
+        """Stop reading the child's stderr and fill the pipe, so its next write to stderr blocks.
+
+        Returns the bytes written into the pipe (through /proc/<pid>/fd/2, the same pipe)."""
+        assert self.proc is not None
+        self.reading.clear()
+        time.sleep(0.2)  # the reader is parked on its next line
+        fd = os.open(f"/proc/{self.proc.pid}/fd/2", os.O_WRONLY | os.O_NONBLOCK)
+        written = 0
+        try:
+            while True:
+                try:
+                    written += os.write(fd, b"#" * 4095 + b"\n")
+                except BlockingIOError:
+                    return written
+        finally:
+            os.close(fd)
 
     def signal(self, sig: int = signal.SIGTERM, timeout_s: float = 30.0) -> int:
         """Send ``sig`` and wait for the exit code."""
