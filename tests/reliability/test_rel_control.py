@@ -167,8 +167,10 @@ async def test_frozen_and_silent_sensor_flagged_ramped_to_safe_alarmed(
             d = await rig.step()
             snap = rig.service.snapshot()
             if flagged_after is None and snap.tags[tag].status.value in ("frozen", "stale"):
+                # frozen: cycles since the first frozen sample; stale: since the first cycle at which the
+                # sample's age exceeds max_age (that cycle counts as 1)
                 flagged_after = (
-                    k + 1 if fault == "frozen" else math.ceil((snap.time - fault_at) / params.cycle_s) + 1
+                    k + 1 if fault == "frozen" else math.ceil((snap.time - fault_at) / params.cycle_s)
                 )
             alarm = alarm or any(a.key.startswith(f"{fault}:{tag}") for a in snap.alarms)
         writes = rig.writer.writes[n_writes:]
