@@ -67,7 +67,11 @@ def test_mqtt_forecast_replaces_the_profile_in_si(tmp_path: Path, repo_root: Pat
     profile = ProfileForecasts(site, T0)(NOW, TIMES)
     # [issued_at, v1 ... vN]: values in % at issued_at + k·15 min
     _publish(feed, "town.demand", [NOW - STEP, *[50.0 + k for k in range(10)]])
-    _publish(feed, "price.natural_gas", {"issued_at": NOW - 60, "start": NOW, "step_s": 3600, "values": [90, 90, 120]})
+    _publish(
+        feed,
+        "price.natural_gas",
+        {"issued_at": NOW - 60, "start": NOW, "step_s": 3600, "values": [90, 90, 120]},
+    )
     out = feed(NOW, TIMES)
     np.testing.assert_allclose(out["town.demand"], [0.50 + 0.01 * k for k in range(8)], rtol=1e-12)
     assert feed.sources()["town.demand"] == (f"mqtt:{TOPIC}",) * len(TIMES)
@@ -117,7 +121,11 @@ def test_values_out_of_bounds_are_dropped_and_the_gap_filled(tmp_path: Path, rep
     values = [50.0] * 8
     values[3] = 500.0  # outside [0, 120] %: dropped, interpolated from its neighbours
     values[7] = float("nan")
-    _publish(feed, "town.demand", {"issued_at": NOW, "times": TIMES, "values": [None if v != v else v for v in values]})
+    _publish(
+        feed,
+        "town.demand",
+        {"issued_at": NOW, "times": TIMES, "values": [None if v != v else v for v in values]},
+    )
     out = feed(NOW, TIMES)
     assert out["town.demand"][:7] == pytest.approx([0.5] * 7)
     assert out["town.demand"][7] == profile["town.demand"][7]  # end of the forecast span: next source
@@ -130,7 +138,9 @@ def test_values_out_of_bounds_are_dropped_and_the_gap_filled(tmp_path: Path, rep
 def test_overrides_multiply_forecast_series_too(tmp_path: Path, repo_root: Path) -> None:
     site = _site(tmp_path, repo_root)
     feed = ForecastFeed.from_site(site, T0)
-    _publish(feed, "price.natural_gas", {"issued_at": NOW, "start": NOW, "step_s": STEP, "values": [36.0] * 8})
+    _publish(
+        feed, "price.natural_gas", {"issued_at": NOW, "start": NOW, "step_s": STEP, "values": [36.0] * 8}
+    )
     feed.overrides = {"price.natural_gas": 3.0}
     assert feed(NOW, TIMES)["price.natural_gas"] == pytest.approx([3 * 36 / 3.6e9] * 8)
 
@@ -159,7 +169,9 @@ def test_metrics_export_counts_steps_per_source(tmp_path: Path, repo_root: Path)
 
 
 def test_mqtt_params_from_site_and_absent_broker(tmp_path: Path, repo_root: Path) -> None:
-    site = _site(tmp_path, repo_root, FORECASTS + "adapters:\n  mqtt: {host: 127.0.0.1, port: 1, client_id: edge}\n")
+    site = _site(
+        tmp_path, repo_root, FORECASTS + "adapters:\n  mqtt: {host: 127.0.0.1, port: 1, client_id: edge}\n"
+    )
     params = MqttParams.from_site(site)
     assert params == MqttParams("127.0.0.1", 1, "edge-forecasts")
     feed = ForecastFeed.from_site(site, T0, params)
