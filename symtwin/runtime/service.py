@@ -183,6 +183,8 @@ class Service:
         self._snapshot = Snapshot(time=clock.now(), mode=self.supervisor.mode.value, tags={})
         self._stop = asyncio.Event()
         self._listeners: list[Callable[[Snapshot], None]] = []
+        self._plans_stamp: tuple[float | None, int] | None = None
+        self._plans_cache: Mapping[str, PlanView] = {}
 
     # ------------------------------------------------------------------ ingestion (Sink protocol)
 
@@ -234,17 +236,29 @@ class Service:
             await self.shutdown()
 
     async def shutdown(self) -> None:
-        """Cancel a running solve; in auto, ramp nothing further and write the configured safe values."""
+        """Cancel a running solve; in auto, take one last step towards the safe values within the rate limits.
+
+        The service never jumps: each setpoint moves from its last written value towards its safe value by at
+        most one cycle's rate. Then the heartbeat stops changing and the PLC's own logic takes over.
+        """
         task = self._solve.task
         if task is not None and not task.done():
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        if self.writer is not None and self.supervisor.mode is Mode.AUTO:
-            safe = {t.id: float(t.safe_value_si) for t in self.setpoint_tags.values() if t.safe_value_si is not None}
-            log.warning("shutdown: writing safe setpoints %s", safe)
+        if self.writer is None or self.supervisor.mode is not Mode.AUTO:
+            return
+        last: dict[str, float] = {}
+        for t in self.setpoint_tags.values():
+            if t.safe_value_si is None or t.id not in self._written or not t.rate_limit_si_per_s:
+                continue
+            v = self._written[t.id][0]
+            step = t.rate_limit_si_per_s * self.params.cycle_s
+            last[t.id] = min(max(t.safe_value_si, v - step), v + step)
+        if last:
+            log.warning("shutdown: last step towards the safe setpoints %s", last)
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.writer.write_setpoints(safe), self.params.write_timeout_s)
+                await asyncio.wait_for(self.writer.write_setpoints(last), self.params.write_timeout_s)
 
     async def cycle(self) -> Decision:
         t_wall = time.perf_counter()
@@ -451,7 +465,12 @@ class Service:
                             heat, mass))
         return tuple(out)
 
-    def _plans(self) -> dict[str, PlanView]:
+    def _plans(self) -> Mapping[str, PlanView]:
+        """Plan versus actual per setpoint; rebuilt when a solve lands or once a minute of clock time
+        (copying every setpoint's history each 5-s cycle was most of a fast simulation's CPU)."""
+        stamp = (self._solve.last_at, int(self.clock.now() // 60.0))
+        if stamp == self._plans_stamp:
+            return self._plans_cache
         last = self._solve.last
         out: dict[str, PlanView] = {}
         for tag in self.setpoint_tags:
@@ -462,6 +481,7 @@ class Service:
             else:
                 times, planned = (), ()
             out[tag] = PlanView(tag, times, planned, tuple(a[0] for a in actual), tuple(a[1] for a in actual))
+        self._plans_stamp, self._plans_cache = stamp, out
         return out
 
     def _alarms(self, now: float, decision: Decision) -> tuple[Alarm, ...]:

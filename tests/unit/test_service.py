@@ -155,3 +155,19 @@ async def test_operator_override_wins_and_is_ramped(site: LoadedSite) -> None:
     await _run(service, clock, site, 40)
     assert writer.writes[-1][tag] == pytest.approx(10.0)
     assert service.snapshot().tags[tag].override == 10.0
+
+
+async def test_shutdown_steps_towards_safe_values_within_the_rate_limit(site: LoadedSite) -> None:
+    clock = ManualClock(T0)
+    writer = RecordingWriter()
+    tag = "utility.storage.charge_sp"
+    spec = site.tags[tag]
+    service = _service(site, None, writer, Mode.AUTO, clock)
+    service.override(tag, 12.0, user="op", reason="test")
+    await _run(service, clock, site, 60)
+    before = writer.writes[-1][tag]
+    assert before == pytest.approx(12.0)
+    await service.shutdown()
+    last = writer.writes[-1][tag]
+    assert last < before, "moves towards the safe value (0 kg/s)"
+    assert before - last <= spec.rate_limit_si_per_s * service.params.cycle_s + 1e-12  # type: ignore[operator]
