@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from symtwin.config import ConfigError, LoadedSite, load_site
+from symtwin.forecasting.model import Forecaster, ForecasterParams, History
 from symtwin.forecasting.runtime import ForecastFeed, MqttParams
 from symtwin.runtime.wiring import ProfileForecasts
 
@@ -199,3 +200,47 @@ def test_config_checks(tmp_path: Path, repo_root: Path, entry: str, fragment: st
         _site(tmp_path, repo_root, f"\nforecasts:\n  - {entry}\n")
     assert fragment in str(exc.value)
     assert "forecasts[0]" in str(exc.value)
+
+
+def test_sparkplug_forecast_on_its_topic(tmp_path: Path, repo_root: Path) -> None:
+    from adapters.mqtt.sparkplug import DataType, Metric, Payload, encode_payload
+
+    extra = FORECASTS.replace(
+        f"{{topic: {GAS_TOPIC}, max_age: 2 h}}", f"{{topic: {GAS_TOPIC}, encoding: sparkplug}}"
+    )
+    site = _site(tmp_path, repo_root, extra)
+    feed = ForecastFeed.from_site(site, T0)
+    metrics = [
+        Metric(name="forecast", timestamp=int((NOW + k * STEP) * 1000), datatype=DataType.DOUBLE, value=45.0)
+        for k in range(8)
+    ]
+    feed.listeners["price.natural_gas"].on_payload(encode_payload(Payload(int(NOW * 1000), metrics)))
+    assert feed(NOW, TIMES)["price.natural_gas"] == pytest.approx([45 / 3.6e9] * 8)
+    assert feed.sources()["price.natural_gas"] == (f"mqtt:{GAS_TOPIC}",) * 8
+
+
+def _history(end: float, steps: int) -> History:
+    t = end - STEP * np.arange(steps)[::-1]
+    day = 2 * np.pi * (t % 86400.0) / 86400.0
+    t_out = 275.0 + 3.0 * np.sin(day)
+    return History(t, 0.5 - 0.01 * (t_out - 275.0) + 0.05 * np.sin(day - 1.0), t_out)
+
+
+def test_model_source_between_mqtt_and_profile(tmp_path: Path, repo_root: Path) -> None:
+    model = Forecaster(ForecasterParams(max_steps=8)).fit(_history(NOW - 86400.0, 9 * 96))
+    extra = (
+        "\nforecasts:\n  - id: town_demand\n    series: town.demand\n    bounds: [0, 1.2]\n"
+        f"    mqtt: {{topic: {TOPIC}}}\n"
+        "    model: {file: model.json, max_age: 2 h, temperature: outdoor_temperature}\n"
+    )
+    (tmp_path / "model.json").write_text(model.to_json())
+    site = _site(tmp_path, repo_root, extra)
+
+    without = ForecastFeed.from_site(site, T0)  # no history source: the model is left out
+    assert without(NOW, TIMES)["town.demand"] == ProfileForecasts(site, T0)(NOW, TIMES)["town.demand"]
+
+    feed = ForecastFeed.from_site(site, T0, history=lambda series: _history(NOW, 8 * 96))
+    out = np.asarray(feed(NOW, TIMES)["town.demand"])
+    assert feed.sources()["town.demand"] == ("model",) * 8
+    assert np.all((out > 0.3) & (out < 0.7))
+    assert ("town.demand", "model", "fallback") in {(a.series, a.source, a.kind) for a in feed.alarms()}
