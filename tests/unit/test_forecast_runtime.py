@@ -220,10 +220,11 @@ def test_sparkplug_forecast_on_its_topic(tmp_path: Path, repo_root: Path) -> Non
 
 
 def _history(end: float, steps: int) -> History:
-    t = end - STEP * np.arange(steps)[::-1]
+    t = end - STEP * np.arange(steps, dtype=np.float64)[::-1]
     day = 2 * np.pi * (t % 86400.0) / 86400.0
     t_out = 275.0 + 3.0 * np.sin(day)
-    return History(t, 0.5 - 0.01 * (t_out - 275.0) + 0.05 * np.sin(day - 1.0), t_out)
+    load = 0.5 - 0.01 * (t_out - 275.0) + 0.05 * np.sin(day - 1.0)
+    return History(t.astype(np.float64), load.astype(np.float64), t_out.astype(np.float64))
 
 
 def test_model_source_between_mqtt_and_profile(tmp_path: Path, repo_root: Path) -> None:
