@@ -82,6 +82,7 @@ class CalibrationResult:
     message: str
     evaluations: int
     identifiable: list[bool] = field(default_factory=list)  # False: the tags carry no information on it
+    at_bound: list[bool] = field(default_factory=list)  # True: stopped at a search bound, the fit is suspect
 
     def overlay(self, units: Mapping[str, str] | None = None) -> dict[str, dict[str, dict[str, str | float]]]:
         """A config overlay ``{"units": {unit_id: {param: value}}}``; with ``units`` (param name -> SI unit
@@ -147,11 +148,17 @@ def calibrate(
     settle_s: float = 6 * 3600.0,
     bounds: tuple[float, float] = (0.05, 20.0),
     max_nfev: int = 60,
+    skip_s: float = 0.0,
+    x0: Array | None = None,
 ) -> CalibrationResult:
     """Fit ``params`` (park parameter names) to the measured keys of ``history`` weighted by ``noise``
     (key -> std [SI]). The model is sampled on a grid of ``dt_grid`` [s] (default: the median sample
     spacing) and interpolated linearly to the sample times; a coarser grid is faster but its interpolation
-    error biases the fit where outputs move fast."""
+    error biases the fit where outputs move fast. The start state is the park settled on the first inputs
+    for ``settle_s`` [s]; a real plant was not, so samples in the first ``skip_s`` [s] are left out of the
+    fit (a burn-in while the start-state error decays). With ``x0`` (the state at the first time after
+    ``skip_s``, e.g. from the estimator run over the burn-in, :func:`estimate_start_state`) the simulation
+    starts there instead, for every trial parameter set."""
     from scipy.optimize import least_squares
     from scipy.stats import t as student_t
 
@@ -160,12 +167,15 @@ def calibrate(
         raise CalibrationError(f"unknown or no parameters {list(unknown)}; the park's are {park.param_names}")
     names_all = park.output_names + park.state_names
     col = {n: i for i, n in enumerate(names_all)}
-    keys = [k for k in noise if k in col and k in history.series and history.series[k][0].size]
+    t_first = history.span()[0] + skip_s
+    series = {k: (t[t >= t_first], v[t >= t_first]) for k, (t, v) in history.series.items()}
+    keys = [k for k in noise if k in col and k in series and series[k][0].size]
     if not keys:
         raise CalibrationError("no measured key of the history is an output or state of the park")
     t0, t1 = history.span()
+    t0 = max(t0, t_first)
     if dt_grid is None:
-        gaps = np.concatenate([np.diff(history.series[k][0]) for k in keys])
+        gaps = np.concatenate([np.diff(series[k][0]) for k in keys])
         dt_grid = max(float(np.median(gaps)) if gaps.size else 60.0, 1.0)
     n_grid = max(2, math.ceil((t1 - t0) / dt_grid) + 1)
     grid = np.linspace(t0, t0 + (n_grid - 1) * dt_grid, n_grid)
@@ -180,10 +190,10 @@ def calibrate(
         nfev += 1
         p = p_nom.copy()
         p[idx] = p_nom[idx] * r
-        ys = simulate_outputs(park, p, sched, grid, settle_s)
+        ys = simulate_outputs(park, p, sched, grid, settle_s, x0)
         parts = []
         for k in keys:
-            t, v = history.series[k]
+            t, v = series[k]
             parts.append((np.interp(t, grid, ys[:, col[k]]) - v) / sig[k])
         return np.concatenate(parts)
 
@@ -217,7 +227,7 @@ def calibrate(
     fits = []
     offset = 0
     for k in keys:
-        n = history.series[k][0].size
+        n = series[k][0].size
         res = sol.fun[offset : offset + n] * sig[k]
         offset += n
         fits.append(TagFit(k, n, float(np.sqrt(np.mean(res**2))), float(np.mean(res)), sig[k]))
@@ -234,7 +244,42 @@ def calibrate(
         message=str(sol.message),
         evaluations=nfev,
         identifiable=identifiable.tolist(),
+        at_bound=[bool(v <= bounds[0] * 1.0001 or v >= bounds[1] * 0.9999) for v in sol.x],
     )
+
+
+def estimate_start_state(
+    park: Park,
+    history: History,
+    noise: Mapping[str, float],
+    until_s: float,
+    step_s: float = 60.0,
+    settle_s: float = 6 * 3600.0,
+) -> Array:
+    """The park state at ``history start + until_s`` as the online estimator (nominal parameters, fouling
+    tracked) reconstructs it from the measurements of the burn-in: a start for :func:`calibrate` that
+    does not assume the plant was settled (a tank's layers remember days)."""
+    from twin.estimate import Estimator, EstimatorParams
+
+    sched = input_schedule_from_history(park, history)
+    t0 = history.span()[0]
+    keys = {k: v for k, v in noise.items() if k in history.series}
+    est = Estimator(park, EstimatorParams(noise=keys), x0=park.settle(sched(t0), settle_s))
+    grid = np.arange(t0, t0 + until_s + 1e-9, step_s)
+    for k, t in enumerate(grid):
+        now: dict[str, float] = {}
+        for key in keys:
+            ts, vs = history.series[key]
+            j = int(np.searchsorted(ts, t, side="right")) - 1
+            if j >= 0 and t - ts[j] < step_s:
+                now[key] = float(vs[j])
+        if k == 0:
+            est.correct(sched(float(t)), now, float(t))
+        else:
+            est.step(float(t), sched(float(grid[k - 1])), step_s, now)
+    x = est.x.copy()
+    x[est.fouling_index] = 1.0  # the fit's UA is the exchanger's whole UA: no estimated fouling on top
+    return x
 
 
 # ------------------------------------------------------------------------------------ synthetic history

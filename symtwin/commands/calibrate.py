@@ -61,6 +61,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--settle", default="6h", help="settling run before the history starts; default 6h")
     parser.add_argument(
+        "--skip",
+        default="0s",
+        help="leave the first part of the history out of the fit (burn-in while the start-state error decays)",
+    )
+    parser.add_argument(
+        "--start-state",
+        choices=("settle", "estimate"),
+        default="settle",
+        help="settle: the park settled on the first inputs (--settle); estimate: the online estimator's "
+        "state at the end of --skip, reconstructed from the measurements (for a plant that was not steady)",
+    )
+    parser.add_argument(
         "--make-example-history", metavar="FILE", help="write a synthetic history CSV and exit"
     )
     parser.add_argument("--hours", type=float, default=24.0, help="length of the example history [h]")
@@ -203,6 +215,13 @@ def run(args: argparse.Namespace) -> int:
     )
     try:
         hist = _load_history(site, Path(args.history))
+        x0 = None
+        if args.start_state == "estimate":
+            from twin.calibrate import estimate_start_state
+
+            x0 = estimate_start_state(
+                park, hist, _noise(site), parse_duration(args.skip), 60.0, parse_duration(args.settle)
+            )
         res = calibrate(
             park,
             hist,
@@ -210,6 +229,8 @@ def run(args: argparse.Namespace) -> int:
             _noise(site),
             dt_grid=None if args.grid == "auto" else parse_duration(args.grid),
             settle_s=parse_duration(args.settle),
+            skip_s=parse_duration(args.skip),
+            x0=x0,
         )
     except (CalibrationError, OSError) as exc:
         print(f"calibrate: {exc}", file=sys.stderr)
@@ -238,7 +259,12 @@ def run(args: argparse.Namespace) -> int:
                 f"{name:36} {v0:12.5g} {'-':>12} {'not identifiable from these tags':>29} {units.get(name, '')}"
             )
             continue
-        print(f"{name:36} {v0:12.5g} {v:12.5g} [{lo:12.5g}, {hi:12.5g}] {units.get(name, '')}")
+        flag = (
+            "  AT SEARCH BOUND: suspect (start state? wrong model?)"
+            if res.at_bound and res.at_bound[k]
+            else ""
+        )
+        print(f"{name:36} {v0:12.5g} {v:12.5g} [{lo:12.5g}, {hi:12.5g}] {units.get(name, '')}{flag}")
     if args.overlay_out:
         import yaml
 
