@@ -18,7 +18,7 @@ KPIs over the run (outputs sampled every minute; each sample stands for the minu
   heat"): here the heat deficit is the town's heat demand (no must-run producer covers a DH base
   load in this park), and the surplus heat used is the surplus heat that entered the network (heat
   recovered by exchangers fed with surplus heat, surplus heat fed straight in, and the heat-pump heat
-  drawn from a surplus source, Q (1 - 1/COP)); share = min(surplus used, heat delivered) / demand.
+  drawn from a surplus source, Q (1 - 1/COP)); share = min(surplus used, heat delivered, demand) / demand.
   Run with and without storage (the tank's charge setpoint forced to zero) to see what storage adds.
 """
 
@@ -283,10 +283,7 @@ def closed_loop(
         # the last sample is the next period's first: keep it once
         trace.add(sim.t[:-1], {k: v[:-1] for k, v in cols.items()})
         x = sim.x[-1]
-        current = {
-            s.key: _value(inputs[s.key], now + period_s)
-            for s in setpoints
-        }  # type: ignore[operator, arg-type]
+        current = {s.key: _value(inputs[s.key], now + period_s) for s in setpoints}  # type: ignore[operator, arg-type]
         state = _state(park, x, current, {k: float(v[-1]) for k, v in cols.items()})
         if progress is not None:
             progress(i + 1, n)
@@ -373,7 +370,7 @@ def kpis(
         want = col(f"{unit}.demand") * design
         unmet_steam_kg += integral(np.maximum(want - col(f"{unit}.steam_flow"), 0.0))
     surplus_mwh = integral(surplus_w) / 3.6e9
-    share = min(surplus_mwh, delivered) / demand if demand > 0 else 0.0
+    share = min(surplus_mwh, delivered, demand) / demand if demand > 0 else 0.0
     solves: dict[str, int] = {}
     times = []
     for r in results or []:

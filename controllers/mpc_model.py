@@ -189,7 +189,7 @@ class MpcProblemSpec:
     unmet_penalty: float = 2000.0 / 3.6e9
     band_penalty: float = 500.0 / HOUR
     move_penalty: float = 1e-3
-    move_cost_ref: float = 1e5 / HOUR
+    move_cost_ref: float = 1e6 / HOUR
     electricity_price: str = "price.electricity"
     co2_price: str = "price.co2"
     max_solve_s: float = 10.0
@@ -454,7 +454,7 @@ def layout(spec: MpcProblemSpec) -> Layout:
     ``band_low``/``band_high`` [K]. Parameters (per step): ``q_demand`` [MW], ``g_town`` [MW/K],
     ``steam_demand`` [kg/s], ``<surplus>.heat`` [MW] (recoverable at full use), ``<hp>.inv_cop`` [-],
     ``<hp>.source`` [MW], prices ``price.<fuel>`` / ``price.electricity`` [EUR/MWh], ``price.co2``
-    [EUR/kg]."""
+    [EUR/kg], ``q_bias`` [MW] the estimated heat the model misses (offset-free correction)."""
     xs: list[str] = []
     xl: list[float] = []
     xu: list[float] = []
@@ -497,12 +497,16 @@ def layout(spec: MpcProblemSpec) -> Layout:
         us.append("unmet_steam")
         ul.append(0.0)
         uu.append(math.inf)
-    ps = ["q_demand", "g_town", "steam_demand"]
+    ps = ["q_demand", "g_town", "steam_demand", "q_bias"]
     ps += [f"{s.name}.heat" for s in spec.surplus]
     for u in spec.loads:
         if u.kind == LoadKind.HEAT_PUMP:
             ps += [f"{u.name}.inv_cop", f"{u.name}.source"]
-    ps += [*sorted({u.fuel_price for u in spec.loads if u.fuel_price}), spec.electricity_price, spec.co2_price]
+    ps += [
+        *sorted({u.fuel_price for u in spec.loads if u.fuel_price}),
+        spec.electricity_price,
+        spec.co2_price,
+    ]
     if spec.storage:
         ps.append("storage_value")
     return Layout(tuple(xs), tuple(us), tuple(ps), tuple(xl), tuple(xu), tuple(ul), tuple(uu))
@@ -632,7 +636,8 @@ def build_sx(spec: MpcProblemSpec, lay: Layout | None = None, hold: str = Hold.S
         for name, tc in zip(names, cells, strict=True):
             loss = d.loss_w_k / MW / d.cells * (tc - t_g)
             # the plant cell takes the return water plus the production; the others their upstream cell
-            inflow = q_dh + P("g_town") * t_r if upstream is None else P("g_town") * upstream
+            # the plant cell takes the return water, the production and the estimated model error
+            inflow = q_dh + P("q_bias") + P("g_town") * t_r if upstream is None else P("g_town") * upstream
             rhs[lay.x_index(name)] = (inflow - P("g_town") * tc - loss) / c_cell
             upstream = tc
         g.append(P("q_demand") - delivered - U("unmet_heat"))
@@ -742,10 +747,13 @@ def hx_recovery(ua: float, m_hot: FloatArray, t_hot: float, m_cold: FloatArray, 
     return np.asarray(eps * c_min * max(t_hot - t_cold, 0.0))
 
 
-def parameters(spec: MpcProblemSpec, lay: Layout, forecasts: Mapping[str, FloatArray], n: int) -> FloatArray:
+def parameters(
+    spec: MpcProblemSpec, lay: Layout, forecasts: Mapping[str, FloatArray], n: int, q_bias: float = 0.0
+) -> FloatArray:
     """The per-step parameter matrix (n x n_params) from forecasts [SI] by series name (see
     ``symtwin.runtime.wiring.ProfileForecasts``): ``<unit>.demand``, ``<unit>.available``,
-    ``<hp>.source_temperature``, ``price.<name>`` [EUR/J], ``price.co2`` [EUR/kg]."""
+    ``<hp>.source_temperature``, ``price.<name>`` [EUR/J], ``price.co2`` [EUR/kg]; q_bias [W] the
+    offset-free correction of the DH heat balance."""
     cols: dict[str, FloatArray] = {}
     m_town = np.zeros(n)
     if spec.dh is not None:
@@ -759,9 +767,11 @@ def parameters(spec: MpcProblemSpec, lay: Layout, forecasts: Mapping[str, FloatA
         )
         cols["q_demand"] = q / MW
         cols["g_town"] = m_town * CP_WATER / MW
+        cols["q_bias"] = np.full(n, q_bias / MW)
     else:
         cols["q_demand"] = np.zeros(n)
         cols["g_town"] = np.zeros(n)
+        cols["q_bias"] = np.zeros(n)
     steam = np.zeros(n)
     for s in spec.steam:
         steam += np.maximum(_series(forecasts, f"{s.name}.demand", n, 0.5), 0.0) * s.design_flow_kg_s

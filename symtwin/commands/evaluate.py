@@ -40,6 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--out", default=None, help="KPIs as JSON (default: evaluate-<site>.json)")
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    parser.add_argument(
+        "--trace", default=None, help="also write each run's 15-min trace as CSV (FILE prefix)"
+    )
 
 
 def _no_storage_spec(spec: Any) -> Any:
@@ -63,12 +66,12 @@ def run_one(
     storage: bool,
     horizon_steps: int | None = None,
     quiet: bool = True,
+    trace_path: str | None = None,
 ) -> dict[str, Any]:
     """One closed-loop run; returns the KPI dict (plus the run's settings)."""
     import numpy as np
 
     from controllers import evaluate as ev
-    from controllers import mpc_model as mm
     from symtwin.runtime.wiring import ProfileForecasts
     from symtwin.units import parse_duration
     from twin.park import Park
@@ -112,7 +115,9 @@ def run_one(
     # same start for every run: settled at the safe setpoints, then 6 h of the baseline (with storage)
     from controllers import baseline as bl
 
-    u_start = np.asarray(park.input_schedule({s.key: s.safe for s in setpoints})(start_s - WARMUP_S), dtype=float)
+    u_start = np.asarray(
+        park.input_schedule({s.key: s.safe for s in setpoints})(start_s - WARMUP_S), dtype=float
+    )
     x_settled = park.settle(u_start, 6 * 3600.0)
     warm = bl.from_site(site, step_s=step_s)
     warm_trace, _ = ev.closed_loop(
@@ -148,7 +153,12 @@ def run_one(
         progress=progress,
     )
     k = ev.kpis(trace, ev.kpi_spec_from_site(site), forecasts, results)
-    del mm
+    if trace_path:
+        t = trace.times()
+        names = sorted(trace.cols)
+        rows = np.column_stack([t] + [trace.column(nm) for nm in names])[::15]
+        header = ",".join(["t_s", *names])
+        np.savetxt(trace_path, rows, delimiter=",", header=header, comments="", fmt="%.6g")
     out = k.as_dict()
     out.update(controller=controller, storage=storage, days=days, start_s=start_s, horizon_steps=n)
     return out
@@ -191,6 +201,9 @@ def run(args: argparse.Namespace) -> int:
                     storage=storage,
                     horizon_steps=args.horizon_steps,
                     quiet=args.quiet,
+                    trace_path=f"{args.trace}-{kind}-{'storage' if storage else 'nostorage'}.csv"
+                    if args.trace
+                    else None,
                 )
             )
     print(_table(rows))
