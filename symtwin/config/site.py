@@ -681,8 +681,8 @@ class _Checker:
 
     def _positive_duration(self, path: Path_, value: Any) -> float | None:
         v = self.quantity(path, value, "s")
-        if v is not None and not v > 0:
-            self.add(path, "must be a positive duration", "write e.g. '6 h'")
+        if v is not None and not (v > 0 and math.isfinite(v)):
+            self.add(path, "must be a positive, finite duration", "write e.g. '6 h'")
             return None
         return v
 
@@ -802,7 +802,8 @@ class _Checker:
             self.add((*path, "file"), f"model file not found: {file}",
                      "train one with `symtwin forecast train` (the path is relative to the config file)")
             ok = False
-        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, ForecastModelError) as exc:
+        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError, IndexError,
+                ForecastModelError) as exc:
             self.add((*path, "file"), f"cannot read model file {file.name}: {exc}",
                      "write it again with `symtwin forecast train`")
             ok = False

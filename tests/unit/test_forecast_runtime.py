@@ -192,7 +192,7 @@ def test_mqtt_params_from_site_and_absent_broker(tmp_path: Path, repo_root: Path
         ("{id: x, series: town.demand, mqtt: {topic: 'a/+/b'}}", "has a wildcard"),
         ("{id: x, series: town.demand, model: {file: none.json}}", "model file not found"),
         ("{id: x, series: town.demand, bounds: [1, 0]}", "empty or reversed"),
-        ("{id: x, series: town.demand, csv: {path: f.csv, max_age: 0 s}}", "must be a positive duration"),
+        ("{id: x, series: town.demand, csv: {path: f.csv, max_age: 0 s}}", "must be a positive, finite duration"),
     ],
 )
 def test_config_checks(tmp_path: Path, repo_root: Path, entry: str, fragment: str) -> None:
