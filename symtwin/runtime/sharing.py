@@ -83,6 +83,7 @@ class _OwnerClient:
         self.republisher = republisher
         self.connected = threading.Event()
         self.refused: str | None = None
+        self.stopping = False
         c = paho.Client(CallbackAPIVersion.VERSION2, client_id=config.client_id, protocol=paho.MQTTv5)
         if config.username is not None:
             c.username_pw_set(config.username, config.password)
@@ -111,7 +112,7 @@ class _OwnerClient:
     def _on_disconnect(
         self, client: paho.Client, userdata: Any, flags: Any, rc: ReasonCode, props: Any
     ) -> None:
-        if self.connected.is_set():
+        if self.connected.is_set() and not self.stopping:
             log.warning("park broker connection of %s's publisher lost: %s", self.owner, rc)
         self.connected.clear()
 
@@ -128,6 +129,7 @@ class _OwnerClient:
         self.client.loop_start()
 
     def stop(self) -> None:
+        self.stopping = True
         self.client.disconnect()
         self.client.loop_stop()
 

@@ -269,3 +269,20 @@ async def test_routing_writer_sends_each_tag_to_its_adapter(
     finally:
         await up.stop()
         plant.close()
+
+
+def test_config_errors_name_the_file_and_tag(tmp_path: Path, password: str) -> None:
+    from symtwin.runtime.mqtt_wiring import MqttWiringError
+
+    text = EXAMPLE.read_text()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text.replace("topic: spBv1.0/demo/NDATA/utility-edge", "topic: plant/utility/hx"))
+    with pytest.raises(MqttWiringError, match=r"bad\.yaml: tag utility\.hx\.t_out binding\.mqtt: Sparkplug"):
+        mqtt_wiring(load_site(bad))
+    bad.write_text(text.replace("pointer: /heat,", "pointer: heat,"))  # not a JSON pointer
+    with pytest.raises(MqttWiringError, match=r"tag factory\.heat"):
+        mqtt_wiring(load_site(bad))
+    no_section = tmp_path / "no_section.yaml"
+    no_section.write_text(text[: text.index("adapters:")])
+    with pytest.raises(MqttWiringError, match=r"no adapters\.mqtt section"):
+        mqtt_wiring(load_site(no_section))
