@@ -4,12 +4,13 @@ The MPC plans from a twin state (demo park, after two hours of baseline operatio
 applied to the full twin open loop for 4 h (16 intervals, setpoints ramped at the tags' rates as the
 supervisor does) and the reduced model's predictions are compared at the interval ends.
 
-Tolerances (what the reduced model is held to, measured margins in the comments):
-* stored energy in the tank: within 0.6 MWh of the twin (the tank holds ~25 MWh; the reduced model
+Tolerances (what the reduced model is held to; measured when written: 0.08 MWh, MAE 2.0 K, max 3.4 K,
+3.6 %):
+* stored energy in the tank: within 0.3 MWh of the twin (the tank holds ~25 MWh; the reduced model
   moves a fixed 34.5 K per kg of flow, the twin the actual top/bottom temperatures),
-* district-heating supply temperature at the town: mean absolute error <= 3 K, max <= 8 K (the
-  twin's pipe is plug flow with a wall node; the model's 3 mixed cells smear the front),
-* heat delivered to the town over the 4 h: within 10 %.
+* district-heating supply temperature at the town: mean absolute error <= 3 K, max <= 5 K (the
+  twin's pipe is plug flow with a wall node; the model's 8 mixed cells smear the front),
+* heat delivered to the town over the 4 h: within 6 %.
 """
 
 from __future__ import annotations
@@ -98,7 +99,7 @@ def test_four_hour_prediction_holds_against_the_twin() -> None:
         f"supply T: MAE {err_t.mean():.2f} K, max {err_t.max():.2f} K; tank energy max {err_e.max():.3f} MWh; "
         f"delivered {delivered_pred / 3.6e9:.2f} vs twin {delivered / 3.6e9:.2f} MWh"
     )
-    assert err_e.max() <= 0.6
+    assert err_e.max() <= 0.3
     assert err_t.mean() <= 3.0
-    assert err_t.max() <= 8.0
-    assert delivered_pred == pytest.approx(delivered, rel=0.10)
+    assert err_t.max() <= 5.0
+    assert delivered_pred == pytest.approx(delivered, rel=0.06)
