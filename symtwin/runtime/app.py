@@ -27,7 +27,7 @@ from symtwin.config import LoadedSite
 from symtwin.runtime.clock import Clock, RealClock, ScaledClock
 from symtwin.runtime.service import ControllerPort, Service, SolveRequest
 from symtwin.runtime.twin_tracker import ParkTracker, site_epoch
-from symtwin.runtime.wiring import HEARTBEAT_TAG, ProfileForecasts, opcua_config, service_params
+from symtwin.runtime.wiring import HEARTBEAT_TAG, opcua_config, service_params
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,7 @@ class RunOptions:
     opcua_port: int = 0  # virtual plant's OPC UA port (0: a free one)
     progress: bool = True
     credentials_dir: Path | None = None
+    estimate: bool = True  # EKF twin (False: open-loop twin)
 
 
 class FanOut:
@@ -273,7 +274,11 @@ async def serve(site: LoadedSite, opts: RunOptions) -> int:
 
     kind = opts.controller or site.config.controller.kind
     controller = build_controller(site, kind, params.step_s)
-    forecasts = ProfileForecasts(site, t0)
+    from symtwin.forecasting.runtime import ForecastFeed, MqttParams
+
+    # Configured forecasts (MQTT, CSV, built-in model) in front of the profiles, which always cover the horizon.
+    forecasts = ForecastFeed.from_site(site, t0, MqttParams.from_site(site) if site.config.forecasts else None)
+    forecasts.start()
     if plant is not None:
         sim_plant = plant
         base_call = forecasts.__call__
@@ -292,10 +297,19 @@ async def serve(site: LoadedSite, opts: RunOptions) -> int:
         medium = next(c.medium for c in site.park_spec().connections
                       if f"{c.source}.{c.source_port}" == conn.source)
         exchanges[e.id] = (conn.source.split(".")[0], conn.target.split(".")[0], medium)
-    twin = ParkTracker(Park.from_config(site), t0, exchanges)
+    # The twin follows the plant through the estimator (EKF: unmeasured states, fouling, with uncertainty);
+    # the open-loop tracker stays available for sites with too few measurements to estimate anything.
+    from symtwin.runtime.estimator_tracker import EstimatorTracker
+
+    park = Park.from_config(site)
+    twin: Any = (EstimatorTracker.from_site(site, park, t0, exchanges) if opts.estimate
+                 else ParkTracker(park, t0, exchanges))
     service = Service(
         site, clock=clock, params=params, controller=controller, writer=None, history=FanOut(sinks), twin=twin,
         forecasts=forecast_fn, dead_letter_count=lambda: len(dead),
+        # "unavailable" repeats until a first forecast arrives; expired and rejected ones need a look.
+        alarm_sources=[lambda: [(a.key, "warning", a.message) for a in forecasts.alarms()
+                                if a.kind in ("expired", "rejected")]],
     )
     adapter = OpcUaAdapter(ua_cfg, service, clock=clock.now, on_dead_letter=dead.add)
     service.writer = adapter
@@ -326,6 +340,7 @@ async def serve(site: LoadedSite, opts: RunOptions) -> int:
     output.install()
     if opts.progress:
         service.on_snapshot(Progress(service, clock.now(), opts.duration_s, output=output))
+    service.on_snapshot(lambda _snap: forecasts.export(service.metrics))
     gauges = StoreGauges(service.metrics, history, influx)
     gauges.update()
     gauges.start()
@@ -346,6 +361,7 @@ async def serve(site: LoadedSite, opts: RunOptions) -> int:
             with contextlib.suppress(Exception):
                 await server.close()
         gauges.stop()
+        forecasts.stop()
         close = getattr(controller, "close", None)
         if close is not None:  # the MPC's worker process
             with contextlib.suppress(Exception):

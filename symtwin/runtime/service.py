@@ -22,7 +22,7 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -140,6 +140,7 @@ class Service:
         metrics: Metrics | None = None,
         mode: Mode | None = None,
         dead_letter_count: Callable[[], int] = lambda: 0,
+        alarm_sources: Sequence[Callable[[], Iterable[tuple[str, str, str]]]] = (),
     ) -> None:
         self.site = site
         self.clock = clock
@@ -151,6 +152,7 @@ class Service:
         self.forecasts = forecasts
         self.metrics = metrics or Metrics()
         self.dead_letter_count = dead_letter_count
+        self.alarm_sources = list(alarm_sources)  # further (key, severity, message) alarms, e.g. forecasts
         self.latest = LatestValues()
         self.counters = ServiceCounters()
         self.setpoint_tags: dict[str, TagSpec] = {
@@ -495,6 +497,11 @@ class Service:
             current.append(("writer", "alarm", "setpoint writes are failing", tuple(decision.written)))
         if self.dead_letter_count():
             current.append(("dead_letters", "warning", f"{self.dead_letter_count()} inputs dead-lettered", ()))
+        for source in self.alarm_sources:
+            try:
+                current.extend((key, severity, message, ()) for key, severity, message in source())
+            except Exception:
+                log.exception("alarm source failed")
         keys = {c[0] for c in current}
         for k in list(self._alarm_since):
             if k not in keys:
