@@ -31,7 +31,6 @@ import contextlib
 import enum
 import functools
 import logging
-import math
 import time
 import warnings
 from collections.abc import Mapping
@@ -230,6 +229,13 @@ class MpcController:
         g = float(prev[2][k - 1, lay.p_index("g_town")]) * mm.MW  # [W/K]
         limit = 0.15 * spec.dh.design_load_w
         self.q_bias_w = float(np.clip(self.q_bias_w + 0.3 * err * g, -limit, limit))
+
+    @classmethod
+    def from_site(
+        cls, site: Any, variant: Variant = Variant.FAST, *, horizon_steps: int | None = None
+    ) -> MpcController:
+        """The MPC of a loaded site (``symtwin.config.LoadedSite``), through :func:`problem_from_site`."""
+        return from_site(site, variant, horizon_steps=horizon_steps)
 
     @property
     def has_warm_start(self) -> bool:
@@ -482,9 +488,6 @@ def from_site(
     )
 
 
-MpcController.from_site = staticmethod(from_site)  # type: ignore[attr-defined]
-
-
 # ----------------------------------------------------------------------------------------------- ports
 
 
@@ -522,7 +525,8 @@ class MpcPort:
         self.spec = spec
         self.keys = dict(keys)
         factory = functools.partial(_make_controller, spec, Variant.FAST.value, max_failures)
-        self.runner = DeadlineRunner(factory, preload=("casadi", "controllers.mpc"))
+        # do-mpc's import takes seconds (asyncua, scipy.signal, matplotlib): once, in the forkserver
+        self.runner = DeadlineRunner(factory, preload=("casadi", "do_mpc", "controllers.mpc"))
         if start:
             self.runner.start(timeout_s=120.0)
 
@@ -564,7 +568,3 @@ class BaselinePort:
 
     def reset_warm_start(self) -> None:
         self.controller.reset_warm_start()
-
-
-def finite(value: float) -> bool:
-    return math.isfinite(value)
