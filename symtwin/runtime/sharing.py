@@ -13,7 +13,8 @@ Payload: ``{"value": <SI>, "ts": <s since the epoch>, "unit": "<SI unit>", "qual
 when not finite), so a recipient can bind it with the default JSON pointers ``/value`` and ``/ts``.
 
 A share is recorded when the policy releases it to the broker client, so a message later lost to a full
-client queue is still in the log: the audit may overstate what left, never understate it.
+client queue is still in the log: the audit may overstate what left, never understate it (except for
+the records still coalescing in memory when the process dies: at most ``audit_flush_every_s`` of them).
 """
 
 from __future__ import annotations
@@ -65,6 +66,9 @@ class PublisherParams:
     flush_lag_s: an interval is closed this long [s of service clock] after its end, so samples that
         arrive a little late (network, adapter hand-off) still count in it.
     audit_period_s: one audit record per recipient and period (or when the grants change).
+    audit_flush_every_s: wall period after which the open audit records are written anyway: the
+        auditor coalesces in memory, so this bounds what a crash (kill -9, power loss) can leave
+        unrecorded.
     """
 
     max_buffered: int = 100_000
@@ -72,6 +76,7 @@ class PublisherParams:
     flush_every_s: float = 1.0
     flush_lag_s: float = 5.0
     audit_period_s: float = 3600.0
+    audit_flush_every_s: float = 300.0
 
 
 class _OwnerClient:
@@ -265,10 +270,12 @@ class Publisher:
 
     def _run(self) -> None:
         next_flush = time.monotonic()
+        next_audit = next_flush + self.params.audit_flush_every_s
         while True:
             with self._cv:
-                while not self._buf and not self._stop and time.monotonic() < next_flush:
-                    self._cv.wait(max(0.0, next_flush - time.monotonic()))
+                wake = min(next_flush, next_audit) if self._auditor is not None else next_flush
+                while not self._buf and not self._stop and time.monotonic() < wake:
+                    self._cv.wait(max(0.0, wake - time.monotonic()))
                 if self._stop:
                     return
                 due = time.monotonic() >= next_flush
@@ -283,6 +290,9 @@ class Publisher:
                 if due:
                     next_flush = time.monotonic() + self.params.flush_every_s
                     self._flush(now)
+                if self._auditor is not None and time.monotonic() >= next_audit:
+                    next_audit = time.monotonic() + self.params.audit_flush_every_s
+                    self._auditor.flush()
             except Exception:  # the worker must outlive a bad sample or an audit-disk error
                 log.exception("republishing a batch of %d samples failed", len(batch))
             finally:

@@ -235,7 +235,7 @@ async def test_wrong_broker_password_is_refused_and_nothing_blocks(
         environ=env,
         port=park_broker.port,
         owners=["factory"],
-        params=PublisherParams(max_buffered=100, max_inflight=10),
+        params=PublisherParams(max_buffered=100, max_inflight=10, audit_flush_every_s=0.1),
     )
     assert publisher is not None and publisher.owners == ("factory",)
     try:
@@ -252,6 +252,11 @@ async def test_wrong_broker_password_is_refused_and_nothing_blocks(
         stats = publisher.stats()
         assert stats["accepted"] + stats["dropped_buffer"] == 500  # utility's tags are not this publisher's
         assert stats["dropped_client"] > 0  # paho's queue (10) is full while refused
+        # shares are on disk without an orderly stop (a crash loses at most audit_flush_every_s of them)
+        audit = tmp_path / "state" / AUDIT_FILE
+        records = [json.loads(line) for line in audit.read_text().splitlines()]
+        assert records and {r["recipient"] for r in records} == {"utility"}
+        assert records[0]["start"] == T0
     finally:
         publisher.stop(timeout_s=1.0)
 
