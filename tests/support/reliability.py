@@ -121,7 +121,12 @@ class ToyController:
             )
         if b == "raise":
             raise RuntimeError(f"forced error; {msg}")
-        return ControlResult(SolveStatus.OPTIMAL, setpoints=self.setpoints, message=msg)
+        # A constant plan over 8 steps of 15 min: between solves the supervisor follows it.
+        times = now + 900.0 * np.arange(8)
+        plan = {t: np.full(8, v) for t, v in self.setpoints.items()}
+        return ControlResult(
+            SolveStatus.OPTIMAL, setpoints=self.setpoints, plan=plan, plan_times=times, message=msg
+        )
 
 
 HARD_CASES = ("hang", "late", "raise", "nan", "crash", "ok")
