@@ -232,11 +232,16 @@ async def serve(site: LoadedSite, opts: RunOptions) -> int:
     from adapters.opcua.client import OpcUaAdapter
     from adapters.store.deadletter import DeadLetterStore
     from adapters.store.history import HistoryParams, LocalHistory
+    from symtwin.governance.from_site import policy_from_site
+    from symtwin.runtime.mqtt_wiring import RoutingWriter, mqtt_wiring, opcua_tag_ids
+    from symtwin.runtime.sharing import publisher_from_site
     from symtwin.units import parse_duration
     from symtwin.web.app import bound_port, create_app, start_web
     from twin.park import Park
 
     params = service_params(site)
+    has_opcua = opts.simulate or site.config.controller.heartbeat is not None or any(
+        t.binding.opcua is not None for t in site.tags.values())
     t0 = site_epoch(site.config.site.start, time.time())
     plant = server = None
 
@@ -256,6 +261,12 @@ async def serve(site: LoadedSite, opts: RunOptions) -> int:
     if site.config.adapters.influx is not None and not opts.simulate:
         influx = _influx_historian(site, state, dead, opts)
         sinks.append(influx)
+    publisher = None  # shared data to park/<owner>/..., enforced by the sharing policy, audited
+    if site.config.adapters.mqtt is not None and not opts.simulate:
+        publisher = publisher_from_site(site, policy_from_site(site), state, clock=clock.now,
+                                        credentials_dir=opts.credentials_dir)
+        if publisher is not None:
+            sinks.append(publisher)
 
     if opts.simulate:
         from sim.plant import VirtualPlant
@@ -269,7 +280,7 @@ async def serve(site: LoadedSite, opts: RunOptions) -> int:
         ua_cfg = opcua_config(site, endpoint=server.endpoint, insecure=True, time_scale=opts.speed)
         log.warning("simulation-only mode: virtual plant at %s (security None on loopback), speed %gx",
                     server.endpoint, opts.speed)
-    else:
+    elif has_opcua:
         ua_cfg = opcua_config(site, credentials_dir=opts.credentials_dir)
 
     kind = opts.controller or site.config.controller.kind
@@ -311,14 +322,25 @@ async def serve(site: LoadedSite, opts: RunOptions) -> int:
         alarm_sources=[lambda: [(a.key, "warning", a.message) for a in forecasts.alarms()
                                 if a.kind in ("expired", "rejected")]],
     )
-    adapter = OpcUaAdapter(ua_cfg, service, clock=clock.now, on_dead_letter=dead.add)
-    service.writer = adapter
+    # Each setpoint goes to the adapter that binds it: OPC UA (typed write + read-back) or MQTT (QoS 1 command).
+    adapter = OpcUaAdapter(ua_cfg, service, clock=clock.now, on_dead_letter=dead.add) if has_opcua else None
+    mqtt = mqtt_wiring(site, credentials_dir=opts.credentials_dir)  # None when no tag is bound to MQTT
+    mqtt_adapter = mqtt.adapter(service, dead_letter=dead.add, clock=clock.now) if mqtt is not None else None
+    routes: list[Any] = []
+    if adapter is not None:
+        routes.append((adapter, opcua_tag_ids(site, params.heartbeat_tag)))
+    if mqtt is not None and mqtt_adapter is not None:
+        routes.append((mqtt_adapter, mqtt.setpoint_tags))
+    service.writer = RoutingWriter(routes)
     started = False
 
     def health() -> tuple[bool, dict[str, Any]]:
         snap = service.snapshot()
-        ok = adapter.connected and started and snap.cycle > 0
-        return ok, {"opcua": adapter.connected, "cycles": snap.cycle, "mode": snap.mode, "fallback": snap.fallback}
+        ua_ok = adapter is None or adapter.connected
+        mq_ok = mqtt_adapter is None or mqtt_adapter.connected
+        ok = ua_ok and mq_ok and started and snap.cycle > 0
+        return ok, {"opcua": ua_ok, "mqtt": mq_ok, "cycles": snap.cycle, "mode": snap.mode,
+                    "fallback": snap.fallback}
 
     web_config, passwords = _sim_users(site) if opts.simulate and not site.config.web.users else (None, {})
     app = create_app(site, service, service, service.metrics, history, health=health, clock=time.time,
@@ -346,15 +368,26 @@ async def serve(site: LoadedSite, opts: RunOptions) -> int:
     gauges.start()
     code = 0
     try:
-        await adapter.start()
+        if publisher is not None:
+            publisher.start()
+        if adapter is not None:
+            await adapter.start()
+        if mqtt_adapter is not None:
+            await mqtt_adapter.start()
         await _first_values(service, timeout_s=20.0)
         started = True
         until = clock.now() + opts.duration_s if opts.duration_s else None
         await service.run(until=until)
     finally:
         log.info("shutting down: adapters, web, history")
-        with contextlib.suppress(Exception):
-            await adapter.stop()
+        if adapter is not None:
+            with contextlib.suppress(Exception):
+                await adapter.stop()
+        if mqtt_adapter is not None:
+            with contextlib.suppress(Exception):
+                await mqtt_adapter.stop()
+        if publisher is not None:
+            publisher.stop()  # publishes what is buffered, then writes the open audit records
         with contextlib.suppress(Exception):
             await runner.cleanup()
         if server is not None:
