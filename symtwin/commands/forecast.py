@@ -66,8 +66,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for p in (train, backtest):
         add_config_argument(p)
         p.add_argument(
-            "--history", required=True, type=Path, help="CSV with time, load and outdoor temperature"
+            "--history",
+            required=True,
+            type=Path,
+            help="CSV with time, load and outdoor temperature, or the service's history store (.sqlite)",
         )
+        p.add_argument("--load-tag", help="with a .sqlite history: the tag of the load [W]")
+        p.add_argument("--temperature-tag", help="with a .sqlite history: the tag of the outdoor temperature [K]")
         p.add_argument("--demand", help="profile id whose CSV column is the demand (default: --load-column)")
         p.add_argument(
             "--load-column", default="qload", help="history column of the load [W] (default qload)"
@@ -113,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
         ForecastModelError,
         History,
     )
-    from symtwin.forecasting.sources import ForecastDecodeError, read_history_csv
+    from symtwin.forecasting.sources import ForecastDecodeError, read_history_csv, read_history_store
 
     settings = forecast_settings(args.config, args.demand)
     # relative history times need a t = 0; without one from the config, a synthetic Monday (the
@@ -124,15 +129,21 @@ def run(args: argparse.Namespace) -> int:
     holidays = settings.holidays | {dt.date.fromisoformat(d) for d in args.holiday}
     calendar = Calendar(settings.timezone, frozenset(holidays))
     try:
-        history = read_history_csv(
-            args.history,
-            settings.load_column or args.load_column,
-            args.temperature_column,
-            time_column=args.time_column,
-            start_s=start_s,
-            load_scale=args.load_scale,
-            timezone=settings.timezone,
-        )
+        if args.history.suffix in (".sqlite", ".db"):
+            if not (args.load_tag and args.temperature_tag):
+                print("a .sqlite history needs --load-tag and --temperature-tag", file=sys.stderr)
+                return 2
+            history = read_history_store(args.history, args.load_tag, args.temperature_tag)
+        else:
+            history = read_history_csv(
+                args.history,
+                settings.load_column or args.load_column,
+                args.temperature_column,
+                time_column=args.time_column,
+                start_s=start_s,
+                load_scale=args.load_scale,
+                timezone=settings.timezone,
+            )
     except (OSError, ForecastDecodeError) as exc:
         print(f"cannot read the history: {exc}", file=sys.stderr)
         return 2

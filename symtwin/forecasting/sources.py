@@ -449,3 +449,52 @@ def read_history_csv(
             t = t - shift_days * 86400.0
     step = float(np.median(np.diff(np.sort(t))))
     return History.regular(t, load, temp, step)
+
+
+def read_history_store(
+    path: Path,
+    load_tag: str,
+    temperature_tag: str,
+    *,
+    step_s: float = 3600.0,
+    start_s: float | None = None,
+    end_s: float | None = None,
+) -> History:
+    """Read a measured history from the service's local history store (SQLite, ``adapters/store``).
+
+    load_tag / temperature_tag: tag ids whose stored values are SI (W and K). Samples are averaged per
+    ``step_s`` [s] bucket; buckets without a sample are NaN (the forecaster skips them).
+    """
+    from adapters.store.history import HistoryParams, LocalHistory
+
+    if not path.exists():
+        raise ForecastDecodeError(f"{path}: no such history store")
+    store = LocalHistory(HistoryParams(path, retention_s=float("inf")))
+    try:
+        known = set(store.tags())
+        for tag in (load_tag, temperature_tag):
+            if tag not in known:
+                raise ForecastDecodeError(f"{path}: no tag {tag!r} in the store (tags: {', '.join(sorted(known))})")
+        lo = -math.inf if start_s is None else start_s
+        hi = math.inf if end_s is None else end_s
+        series = {}
+        for tag in (load_tag, temperature_tag):
+            samples = [s for s in store.query(tag, lo, hi, max_points=10_000_000) if math.isfinite(s.value)]
+            if not samples:
+                raise ForecastDecodeError(f"{path}: tag {tag!r} has no finite values in the range")
+            t = np.array([s.timestamp for s in samples])
+            v = np.array([s.value for s in samples])
+            bucket = np.floor(t / step_s) * step_s
+            keys, inverse = np.unique(bucket, return_inverse=True)
+            series[tag] = (keys, np.bincount(inverse, weights=v) / np.bincount(inverse))
+    finally:
+        store.close()
+    t_load, load = series[load_tag]
+    t_temp, temp = series[temperature_tag]
+    times = np.union1d(t_load, t_temp)
+    # Same buckets on both series: a bucket one of them lacks stays NaN (never bridged across a gap).
+    load_on = np.full(times.shape, np.nan)
+    temp_on = np.full(times.shape, np.nan)
+    load_on[np.searchsorted(times, t_load)] = load
+    temp_on[np.searchsorted(times, t_temp)] = temp
+    return History.regular(times, load_on, temp_on, step_s)
