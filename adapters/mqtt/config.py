@@ -25,7 +25,8 @@ class MqttConfig:
     command_timeout_s: how long a setpoint waits for its PUBACK [s]; also the command's message expiry.
     max_payload_bytes: larger inbound payloads are dead-lettered without decoding.
     max_queued_commands: outgoing QoS 1 messages paho may hold (commands and rebirth requests).
-    dedupe_window: timestamps remembered per tag to drop QoS 1 redeliveries (0 disables).
+    dedupe_window: most timestamps remembered per tag to drop QoS 1 redeliveries (0 disables); the
+        router keeps the last 300 s of source time per tag within that cap.
     dead_letters_kept: how many recent dead letters ``dead_letters()`` returns (the store keeps them all).
     """
 
@@ -46,7 +47,7 @@ class MqttConfig:
     command_timeout_s: float = 5.0
     max_payload_bytes: int = 262_144
     max_queued_commands: int = 1000
-    dedupe_window: int = 256
+    dedupe_window: int = 65536
     dead_letters_kept: int = 1000
 
     def __post_init__(self) -> None:

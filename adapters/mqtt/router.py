@@ -51,20 +51,25 @@ def filter_covers(topic_filter: str, topic: str) -> bool:
 
 
 class _Dedupe:
-    """Drops a sample whose (tag, timestamp) was seen among the tag's last ``window`` timestamps.
+    """Drops a sample whose (tag, timestamp) was seen recently for that tag.
 
     QoS 1 is at-least-once: a broker or client restart redelivers messages; this keeps them out of the
-    historian without assuming timestamps arrive in order.
+    historian without assuming timestamps arrive in order. "Recently" is by source time: every timestamp
+    within ``window_s`` [s] of the newest one seen for the tag (a broker killed with SIGKILL replays up to
+    its last autosave, which at high rates is far more than a fixed count of messages), capped at
+    ``window`` entries per tag so memory stays bounded whatever the rate.
     """
 
-    def __init__(self, window: int) -> None:
+    def __init__(self, window: int, window_s: float = 300.0) -> None:
         self._window = window
+        self._window_s = window_s
         # Per tag, recent timestamps in arrival order (a dict keeps insertion order: oldest first).
         self._seen: dict[str, dict[float, None]] = {}
+        self._newest: dict[str, float] = {}
 
     def fresh(self, samples: list[Sample]) -> tuple[list[Sample], int]:
         kept: list[Sample] = []
-        window = self._window
+        window, window_s = self._window, self._window_s
         for s in samples:
             seen = self._seen.get(s.tag)
             if seen is None:
@@ -73,7 +78,9 @@ class _Dedupe:
             if ts in seen:
                 continue
             seen[ts] = None
-            if len(seen) > window:
+            newest = max(self._newest.get(s.tag, ts), ts)
+            self._newest[s.tag] = newest
+            while len(seen) > window or next(iter(seen)) < newest - window_s:
                 del seen[next(iter(seen))]
             kept.append(s)
         return kept, len(samples) - len(kept)
@@ -87,7 +94,8 @@ class MqttRouter:
     extra_subscriptions: further topic filters (messages on them that no binding claims are counted as
         ``unknown_topic`` and dead-lettered, which is how a misconfigured publisher shows up).
     max_payload_bytes: larger payloads are dead-lettered undecoded.
-    dedupe_window: timestamps remembered per tag for de-duplication (0 disables).
+    dedupe_window: most timestamps remembered per tag for de-duplication (0 disables); within that cap,
+        every timestamp of the last 300 s of source time is remembered.
     dead_letter_payload_bytes: how much of a refused payload the dead letter keeps.
     """
 
@@ -98,7 +106,7 @@ class MqttRouter:
         *,
         extra_subscriptions: Sequence[str] = (),
         max_payload_bytes: int = 262_144,
-        dedupe_window: int = 256,
+        dedupe_window: int = 65536,
         dead_letter_payload_bytes: int = 4096,
         rebirth_retry_s: float = 5.0,
     ) -> None:

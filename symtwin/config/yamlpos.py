@@ -55,6 +55,12 @@ def load_yaml(text: str, source: str = "<string>") -> Located:
         mark = exc.problem_mark or exc.context_mark
         msg = f"{exc.problem or 'invalid YAML'}" + (f" ({exc.context})" if exc.context else "")
         raise YamlError(f"YAML syntax error: {msg}", _pos(mark) if mark else None) from None
+    except yaml.YAMLError as exc:  # e.g. ReaderError: a control character or bad encoding in the file
+        position = None
+        if isinstance(exc, yaml.reader.ReaderError):
+            line = text.count("\n", 0, exc.position) + 1
+            position = Position(line, exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1)
+        raise YamlError(f"YAML error: {exc}".splitlines()[0], position) from None
     positions: dict[Path_, Position] = {}
     key_positions: dict[Path_, Position] = {}
     if node is None:

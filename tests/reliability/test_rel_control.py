@@ -10,7 +10,7 @@ controllers in a ``DeadlineRunner`` worker process (``tests.support.reliability.
    after 3 consecutive failures the controller is degraded and its warm start reset (seen inside the
    worker: the next good step reports ``warm_steps=1``).
 7. Deadline: 1,000 hard cases (hang, late, raise, NaN, crash, ok) through ``DeadlineRunner.solve`` +
-   ``Supervisor.decide``; no control cycle exceeds its period. CI: period 0.2 s (deadline 0.16 s) with 10 %
+   ``Supervisor.decide``; no control cycle exceeds its period. CI: period 0.3 s (deadline 0.24 s) with 10 %
    hang/late cases; slow: period 1 s with 35 % hang/late cases.
 """
 
@@ -271,7 +271,8 @@ def _hard_cases(n: int, weights: dict[str, float], seed: int) -> list[int]:
 @pytest.mark.parametrize(
     ("period_s", "weights"),
     [
-        (0.2, {"hang": 0.05, "late": 0.05, "raise": 0.2, "nan": 0.2, "crash": 0.1, "ok": 0.4}),
+        # CI: 0.3 s leaves the 20 % margin (60 ms) above what a shared 2-core runner adds to a kill + takeover.
+        (0.3, {"hang": 0.05, "late": 0.05, "raise": 0.2, "nan": 0.2, "crash": 0.1, "ok": 0.4}),
         pytest.param(
             1.0,
             {"hang": 0.25, "late": 0.10, "raise": 0.1, "nan": 0.1, "crash": 0.05, "ok": 0.4},

@@ -20,7 +20,7 @@ def _write(tmp_path: Path, text: str, repo_root: Path) -> Path:
 
 
 def _line_of(text: str, needle: str) -> int:
-    for i, line in enumerate(text.splitlines(), start=1):
+    for i, line in enumerate(text.split("\n"), start=1):
         if needle in line:
             return i
     raise AssertionError(f"{needle!r} not in config")
@@ -30,6 +30,8 @@ def _line_of(text: str, needle: str) -> int:
 CASES = [
     ("yaml_syntax", lambda s: s.replace("  - {id: factory, name:", "  - {id: factory name:", 1),
      "{id: factory name:", "(top level)", "YAML syntax error"),
+    ("control_character", lambda s: s.replace("  name: demo\n", "  name: demo\x0b\n", 1),
+     "name: demo\x0b", "(top level)", "control characters are not allowed"),
     ("unknown_key", lambda s: s.replace("  timezone_x: x\n", "").replace("site:\n  name: demo", "site:\n  name: demo\n  colour: blue"),
      "colour: blue", "site.colour", "unknown key 'colour'"),
     ("missing_required", lambda s: s.replace("  name: demo\n", "  nme: demo\n"),
