@@ -306,9 +306,14 @@ class Service:
             self._count_solve("skipped_bad_inputs")
             return
         times = [now + k * self.params.step_s for k in range(self.params.horizon_steps)]
-        state = dict(measured)
+        # Estimates by "<unit>.<quantity>", then healthy measurements by the same key (the truth where it is
+        # measured, with or without an estimator), and by tag id.
+        state: dict[str, float] = {}
         if self.twin is not None:
             state.update({k: v for k, (v, _) in self.twin.estimates().items()})
+        state.update({self.site.tags[t].key: v for t, v in measured.items()
+                      if t in self.measurement_tags and t not in self._health.problems})
+        state.update(measured)
         forecasts = self.forecasts(now, times) if self.forecasts is not None else {}
         current = {t: v for t, (v, _) in self._written.items()}
         for t in self.setpoint_tags:
