@@ -14,8 +14,8 @@ Figures (benchmarks/results/closed_loop.json):
   configs/scenarios/kalundborg_winter_day.yaml`` (24 h + 2 h warm-up, cycle 60 s) with ``--controller mpc``
   (a solve every 15 min); the baseline controller side by side (``commission_24h_baseline_wall_s``).
 * ``service_rss_mb``: VmRSS of a ``symtwin sim configs/kalundborg.yaml --controller mpc`` process after
-  warm-up; its MPC fork server and worker processes separately (``mpc_worker_rss_mb``) and summed
-  (``service_total_rss_mb``, the figure held against the target).
+  warm-up; its MPC processes (fork server, active worker, hot spare) as PSS (``mpc_processes_pss_mb``)
+  and everything summed as PSS (``service_total_pss_mb``; RSS would count shared pages twice).
 
 Run: .venv/bin/python benchmarks/closed_loop.py [--trials N] [--skip-commission]
 """
@@ -262,6 +262,12 @@ def rss_mb(pid: int) -> float:
     return int(m.group(1)) / 1024 if m else float("nan")
 
 
+def pss_mb(pid: int) -> float:
+    """Proportional set size: shared pages split between the processes sharing them (sums correctly)."""
+    m = re.search(r"^Pss:\s+(\d+) kB", Path(f"/proc/{pid}/smaps_rollup").read_text(), re.M)
+    return int(m.group(1)) / 1024 if m else float("nan")
+
+
 def descendants(pid: int) -> list[int]:
     """Child processes, recursively (the MPC worker is a child of the multiprocessing fork server)."""
     path = Path(f"/proc/{pid}/task/{pid}/children")
@@ -269,8 +275,11 @@ def descendants(pid: int) -> list[int]:
     return kids + [d for k in kids for d in descendants(k)]
 
 
-def service_rss(tmp: Path, warmup_s: float) -> tuple[float, float]:
-    """RSS of `symtwin sim` on the reference park with the MPC after ``warmup_s``, and of its worker(s)."""
+def service_rss(tmp: Path, warmup_s: float) -> dict[str, Any]:
+    """Memory of `symtwin sim` on the reference park with the MPC after ``warmup_s`` [MB].
+
+    The service process's VmRSS; its MPC processes (multiprocessing fork server, the active worker and
+    the hot spare of controllers.deadline) as PSS, and the total PSS of all of them."""
     cmd = [
         sys.executable,
         "-m",
@@ -292,9 +301,15 @@ def service_rss(tmp: Path, warmup_s: float) -> tuple[float, float]:
         time.sleep(warmup_s)
         if proc.poll() is not None:
             raise RuntimeError(f"symtwin sim exited early ({proc.returncode})")
-        main = rss_mb(proc.pid)
-        worker = sum(rss_mb(c) for c in descendants(proc.pid))
-        return main, worker
+        kids = descendants(proc.pid)
+        return {
+            "service_rss_mb": rss_mb(proc.pid),
+            "service_pss_mb": pss_mb(proc.pid),
+            "mpc_processes": len(kids),
+            "mpc_processes_pss_mb": sum(pss_mb(k) for k in kids),
+            "mpc_largest_worker_rss_mb": max((rss_mb(k) for k in kids), default=0.0),
+            "service_total_pss_mb": pss_mb(proc.pid) + sum(pss_mb(k) for k in kids),
+        }
     finally:
         proc.terminate()
         with contextlib.suppress(subprocess.TimeoutExpired):
@@ -351,18 +366,16 @@ def main() -> None:
                 commission_mpc_over_baseline=mpc / base,
             )
         if not a.skip_rss:
-            main_mb, worker_mb = service_rss(tmp, a.warmup)
+            figures.update(service_rss(tmp, a.warmup))
             figures.update(
-                service_rss_mb=main_mb,
-                mpc_worker_rss_mb=worker_mb,
-                service_total_rss_mb=main_mb + worker_mb,
                 rss_setup=f"symtwin sim configs/kalundborg.yaml --controller mpc --speed 60, "
                 f"after {a.warmup:g} s wall",
             )
     figures["targets_met"] = {
         "p99_lt_200ms": figures["sensor_to_setpoint_p99_ms"] < 200,
         "commission_lt_300s": figures.get("commission_24h_wall_s", float("inf")) < 300,
-        "rss_lt_600mb": figures.get("service_total_rss_mb", float("inf")) < 600,
+        "service_rss_lt_600mb": figures.get("service_rss_mb", float("inf")) < 600,
+        "with_mpc_processes_lt_600mb": figures.get("service_total_pss_mb", float("inf")) < 600,
     }
     figures["note"] = f"taken on a shared 2-core machine under load (loadavg {os.getloadavg()[0]:.1f})"
     write_result("closed_loop", figures)
