@@ -84,7 +84,14 @@ def load_yaml(text: str, source: str = "<string>") -> Located:
             return [build(v, (*path, i)) for i, v in enumerate(n.value)]
         return constructor.construct_object(n, deep=True)
 
-    return Located(build(node, ()), positions, key_positions)
+    try:
+        data = build(node, ())
+    except yaml.MarkedYAMLError as exc:  # e.g. a tag that safe loading refuses (!!python/object)
+        mark = exc.problem_mark or exc.context_mark
+        raise YamlError(f"YAML error: {exc.problem or exc}".splitlines()[0], _pos(mark) if mark else None) from None
+    except (yaml.YAMLError, ValueError, TypeError) as exc:  # a scalar the safe constructor cannot convert
+        raise YamlError(f"YAML error: {exc}".splitlines()[0], None) from None
+    return Located(data, positions, key_positions)
 
 
 def load_yaml_file(path: Path) -> Located:
