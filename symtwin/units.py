@@ -163,6 +163,8 @@ def parse_quantity(text: str | float | int, si_unit: str) -> float:
         if si_unit not in ("1", "s") and not math.isfinite(value):
             raise UnitError("expected a finite number")
         return value
+    if not isinstance(text, str):
+        raise UnitError(f"expected a number with a unit of {si_unit} such as '10 {si_unit}', got {text!r}")
     m = _NUMBER_UNIT.match(text)
     if not m:
         raise UnitError(f"expected '<number> <unit>' such as '10 {compatible_units(si_unit)[:1] or [si_unit]}', got {text!r}")

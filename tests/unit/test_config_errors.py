@@ -40,6 +40,8 @@ CASES = [
      "model: storage_tank", "units[2]", "required parameter 'volume'"),
     ("wrong_type", lambda s: s.replace("nodes: 10", "nodes: many"),
      "nodes: many", "units[2].nodes", "expected '<number> <unit>'"),
+    ("empty_value", lambda s: s.replace("capacity_mw: 6,", "capacity: ,"),
+     "capacity: ,", "units[3].capacity", "expected a number with a unit"),
     ("negative_capacity", lambda s: s.replace("capacity_mw: 6", "capacity_mw: -6"),
      "capacity_mw: -6", "units[3].capacity_mw", "physically impossible"),
     ("unknown_model", lambda s: s.replace("model: gas_boiler", "model: gas_boiler_xl"),
