@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from adapters.base import Sample
+from symtwin.runtime.twin_tracker import exchange_flows, inputs_at
 from twin.estimate import Estimator, EstimatorParams, StepReport
 from twin.park import Park
 
@@ -134,12 +135,7 @@ class EstimatorTracker:
         return cls(park, t0_epoch, settings, exchanges, max_age=max_age_by_key(site), **kw)
 
     def _u(self, now: float) -> np.ndarray:
-        u = self.schedule(now - self.t0).copy()
-        for key, value in self._applied.items():
-            i = self._inputs.get(key)
-            if i is not None and math.isfinite(value):
-                u[i] = value
-        return u
+        return inputs_at(self.schedule, self.t0, self._inputs, self._applied, now)
 
     def update(self, now: float, measured: Mapping[str, float], applied: Mapping[str, float]) -> None:
         """Predict from the last update to ``now`` and correct with ``measured`` (key -> value [SI])."""
@@ -224,14 +220,7 @@ class EstimatorTracker:
         return units
 
     def flows(self) -> Mapping[str, tuple[float, float | None]]:
-        est = self.estimates()
-        out: dict[str, tuple[float, float | None]] = {}
-        for exchange, (source, target, medium) in self.exchanges.items():
-            side = source if f"{source}.{_HEAT}" in est else target
-            heat = float(est.get(f"{side}.{_HEAT}", (0.0, 0.0))[0])
-            mass = est.get(f"{side}.{_MASS}") if medium == "steam" else None
-            out[exchange] = (heat, None if mass is None else float(mass[0]))
-        return out
+        return exchange_flows({k: v for k, (v, _) in self.estimates().items()}, self.exchanges)
 
     def fouling_series(self) -> Mapping[str, list[FoulingPoint]]:
         """Per heat exchanger, the estimated UA relative to its clean value over time (for maintenance)."""

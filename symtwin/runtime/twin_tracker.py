@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -19,6 +20,32 @@ from twin.park import Park
 # Outputs that say how much heat or steam an exchange carries, by the model of the unit on each side.
 _HEAT = "heat_flow"
 _MASS = "steam_flow"
+
+
+def inputs_at(schedule: Any, t0: float, index: Mapping[str, int], applied: Mapping[str, float],
+              now: float) -> np.ndarray:
+    """Park inputs at clock time ``now``: profiles (time since ``t0``), then the setpoints actually applied."""
+    u = np.asarray(schedule(now - t0), dtype=float).copy()
+    for key, value in applied.items():
+        i = index.get(key)
+        if i is not None and math.isfinite(value):
+            u[i] = value
+    return u
+
+
+def exchange_flows(values: Mapping[str, float],
+                   exchanges: Mapping[str, tuple[str, str, str]]) -> dict[str, tuple[float, float | None]]:
+    """Heat [W] and, for steam, mass flow [kg/s] of each exchange from named outputs.
+
+    A distribution node (steam header) has no heat output of its own: the consumer's side is used.
+    """
+    out: dict[str, tuple[float, float | None]] = {}
+    for exchange, (source, target, medium) in exchanges.items():
+        side = source if f"{source}.{_HEAT}" in values else target
+        heat = float(values.get(f"{side}.{_HEAT}", 0.0))
+        mass = values.get(f"{side}.{_MASS}") if medium == "steam" else None
+        out[exchange] = (heat, None if mass is None else float(mass))
+    return out
 
 
 def site_epoch(start: str | None, fallback: float) -> float:
@@ -54,12 +81,7 @@ class ParkTracker:
         self.exchanges = dict(exchanges or {})  # exchange id → (source unit, target unit, medium)
 
     def _u(self, now: float) -> np.ndarray:
-        u = self.schedule(now - self.t0).copy()
-        for key, value in self._applied.items():
-            i = self._inputs.get(key)
-            if i is not None and math.isfinite(value):
-                u[i] = value
-        return u
+        return inputs_at(self.schedule, self.t0, self._inputs, self._applied, now)
 
     def update(self, now: float, measured: Mapping[str, float], applied: Mapping[str, float]) -> None:
         self._applied.update(applied)
@@ -91,12 +113,4 @@ class ParkTracker:
         return units
 
     def flows(self) -> Mapping[str, tuple[float, float | None]]:
-        y = dict(zip(self._outputs, self._y, strict=True))
-        out: dict[str, tuple[float, float | None]] = {}
-        for exchange, (source, target, medium) in self.exchanges.items():
-            # A distribution node (steam header) has no heat output of its own: use the consumer's side.
-            side = source if f"{source}.{_HEAT}" in y else target
-            heat = float(y.get(f"{side}.{_HEAT}", 0.0))
-            mass = y.get(f"{side}.{_MASS}") if medium == "steam" else None
-            out[exchange] = (heat, None if mass is None else float(mass))
-        return out
+        return exchange_flows(dict(zip(self._outputs, self._y, strict=True)), self.exchanges)
