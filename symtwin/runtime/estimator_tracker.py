@@ -25,8 +25,6 @@ from twin.park import Park
 
 log = logging.getLogger(__name__)
 
-_HEAT = "heat_flow"
-_MASS = "steam_flow"
 
 
 @dataclass(frozen=True)
