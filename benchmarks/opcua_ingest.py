@@ -150,6 +150,7 @@ async def small_run(items: int, seconds: float) -> dict[str, float]:
 
 
 async def main_async(items: int, seconds: float, small_items: int) -> None:
+    load_at_start = os.getloadavg()[0]
     reason = ensure_installed()
     if reason:
         raise SystemExit(f"node-opcua unavailable: {reason}")
@@ -194,8 +195,9 @@ async def main_async(items: int, seconds: float, small_items: int) -> None:
             "target": "10,000 items at 1 Hz, p99 < 1 s",
             "target_met": bool(items >= 10_000 and ours["p99_latency_s"] < 1.0),
             "server": "node-opcua 2.186.4 (tests/support/nodeopcua/server.js), same machine",
+            "load_average_1m_at_start": load_at_start,
             "load_average_1m_at_end": load[0],
-            "note": "taken on a shared 2-core machine under load from other work",
+            "note": "2-core machine; the load averages say how busy it was with other work",
         },
     )
 
