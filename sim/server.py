@@ -111,9 +111,12 @@ class PlantServer:
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
-        """Serve and start the plant loop."""
-        await self._serve()
-        self._task = asyncio.create_task(self._loop(), name="virtual-plant")
+        """Serve, and start the plant loop unless it is already running (after ``stop()`` the plant has gone
+        on; a restart brings back only the network side, never a second plant loop)."""
+        if self._server is None:
+            await self._serve()
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._loop(), name="virtual-plant")
 
     async def close(self) -> None:
         """Stop the loop and the server."""

@@ -181,3 +181,26 @@ async def test_killing_the_plant_server_for_30_s_engages_the_fallback_and_recove
         assert len(fresh) >= len(service.measurement_tags)  # samples flow again on the same adapter
         assert service.counters.cycles > cycles_before  # the same service kept cycling throughout
         assert not any(math.isnan(s.value) for s in fresh)
+
+
+async def test_restarting_the_server_keeps_one_plant_loop(tmp_path: Path) -> None:
+    """stop() then start() brings the network side back; the plant keeps a single loop (no double stepping)."""
+    from sim.plant import VirtualPlant
+    from sim.server import PlantServer
+    from symtwin.config import load_site
+    from symtwin.runtime.clock import ScaledClock
+    from tests.support.servers import free_port
+
+    site = load_site(Path(__file__).resolve().parents[2] / "configs" / "demo.yaml")
+    clock = ScaledClock(start=1_627_768_800.0, speed=60.0)
+    plant = VirtualPlant.from_site(site, start=clock.now())
+    server = PlantServer(plant, clock=clock, port=free_port(), step_s=5.0)
+    await server.start()
+    try:
+        first = server._task
+        await server.stop()
+        await server.start()
+        assert server._task is first and first is not None and not first.done()
+        assert server.serving
+    finally:
+        await server.close()
