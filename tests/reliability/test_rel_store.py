@@ -2,8 +2,7 @@
 
 Item 2: the store is stopped for longer than influxdb-client's own retry budget while samples keep coming;
 afterwards every sample is in the store exactly once and the backlog drained at ≥ 5× the ingest rate.
-CI: 30 s outage at 1,000 samples/s; slow: 10 min at 5,000 samples/s
-(``tests/integration/test_influx_soak.py`` runs the same 10-minute case without recording a figure).
+CI: 30 s outage at 1,000 samples/s; slow: 10 min at 5,000 samples/s.
 
 Item 3: a process writing to the historian and the local history receives SIGTERM with a partial batch in
 memory (flush intervals of 60 s) while the store is down; it shuts down like ``symtwin run`` does. Every
