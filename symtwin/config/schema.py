@@ -358,6 +358,9 @@ class InfluxAdapter(Strict):
     bucket: str = "symtwin"
     token: SecretField = None
     batch_lines: int = Field(default=5000, ge=1, le=100_000)
+    # how `symtwin settle --store influx` reads history back: Flux (InfluxDB 2.x/3.x), victoria-metrics'
+    # export API (it takes the v2 write API but no Flux), or auto (asks the store's /health)
+    query_api: Literal["auto", "flux", "victoria-metrics"] = "auto"
 
 
 class Outbox(Strict):

@@ -82,7 +82,9 @@ def test_settle_writes_filtered_reports(tmp_path, history, repo_root, capsys):
     assert verify(tmp_path / "audit.jsonl").ok
 
 
-def test_settle_reports_missing_inputs(tmp_path, history, repo_root, capsys):
+def test_settle_computes_what_the_inputs_leave_out(tmp_path, history, repo_root, capsys):
+    """Only the factory's costs are given: the utility's stand-alone and operating cost come from the twin
+    with the baseline (one day), and the printed line says so."""
     inputs = tmp_path / "inputs.json"
     inputs.write_text(
         json.dumps({"parties": {"factory": {"standalone_cost_eur": 1, "operating_cost_eur": 1}}})
@@ -92,7 +94,7 @@ def test_settle_reports_missing_inputs(tmp_path, history, repo_root, capsys):
             "settle",
             str(repo_root / "configs/demo.yaml"),
             "--period",
-            "2026-11",
+            "2026-11-05",
             "--inputs",
             str(inputs),
             "--history",
@@ -101,8 +103,41 @@ def test_settle_reports_missing_inputs(tmp_path, history, repo_root, capsys):
             str(tmp_path / "r"),
         ]
     )
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    assert "counterfactual: 3 runs" in captured.err
+    with (tmp_path / "r" / "utility" / "settlement.csv").open(newline="") as f:
+        rows = {(r["section"], r["item"], r["contract"]): float(r["value"]) for r in csv.DictReader(f)}
+    # stand-alone: the utility's boiler burns gas for the town (what the full tank at the start leaves)
+    assert rows[("party", "standalone_cost", "")] > 0.0
+    assert "utility      stand-alone" in captured.out
+    with (tmp_path / "r" / "factory" / "settlement.csv").open(newline="") as f:
+        rows = {(r["section"], r["item"], r["contract"]): float(r["value"]) for r in csv.DictReader(f)}
+    assert rows[("party", "standalone_cost", "")] == 1.0
+
+
+def test_settle_refuses_a_bad_inputs_value(tmp_path, history, repo_root, capsys):
+    inputs = tmp_path / "inputs.json"
+    inputs.write_text(
+        json.dumps({"parties": {"factory": {"standalone_cost_eur": "much", "operating_cost_eur": 1}}})
+    )
+    rc = main(
+        [
+            "settle",
+            str(repo_root / "configs/demo.yaml"),
+            "--period",
+            "2026-11-05",
+            "--inputs",
+            str(inputs),
+            "--history",
+            str(history),
+            "--out",
+            str(tmp_path / "r"),
+            "--quiet",
+        ]
+    )
     assert rc == 2
-    assert "parties.utility" in capsys.readouterr().err
+    assert "parties.factory.standalone_cost_eur" in capsys.readouterr().err
 
 
 def test_contract_terms_from_the_reference_park(repo_root):
