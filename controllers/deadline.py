@@ -29,7 +29,12 @@ import logging
 import math
 import multiprocessing as mp
 import os
+import select
 import signal
+import socket
+import subprocess
+import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -38,10 +43,12 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from controllers.types import Controller, ControlRequest, ControlResult, SolveStatus
+from controllers.worker_entry import FORK
 
 log = logging.getLogger(__name__)
 
@@ -53,18 +60,33 @@ class RunnerClosed(RuntimeError):
 
 
 def _worker_main(conn: Connection, factory: ControllerFactory, nice: int = 0) -> None:
-    """Worker process: build the controller, then answer step requests until told to stop."""
+    """Worker process (forkserver, spawn): build the controller, then :func:`serve`."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when workers stop
-    if nice > 0:
-        # The control loop must win the CPU over a solver that runs long (or hangs until killed).
-        with contextlib.suppress(OSError):
-            os.nice(nice)
+    renice(nice)
     try:
         controller = factory()
     except BaseException as exc:
         conn.send(("failed", 0, f"{type(exc).__name__}: {exc}"))
         return
-    conn.send(("ready", 0, time.monotonic()))  # CLOCK_MONOTONIC is system-wide: the parent can compare
+    serve(conn, controller, factory)
+
+
+def renice(nice: int) -> None:
+    """Lower this process's priority by ``nice``: the control loop must win the CPU over a solver
+    that runs long (or hangs until killed), and over a controller being built in the background."""
+    if nice > 0:
+        with contextlib.suppress(OSError):
+            os.nice(nice)
+
+
+def serve(conn: Connection, controller: Controller, factory: ControllerFactory) -> None:
+    """Worker loop around a built controller: answer step requests until told to stop.
+
+    Announces itself with ``("ready", pid, CLOCK_MONOTONIC)`` (system-wide: the parent can compare).
+    ``factory`` rebuilds the controller on a reset when it has no ``reset_warm_start``.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    conn.send(("ready", os.getpid(), time.monotonic()))
     while True:
         try:
             msg = conn.recv()
@@ -73,6 +95,10 @@ def _worker_main(conn: Connection, factory: ControllerFactory, nice: int = 0) ->
         if msg is None:
             return
         kind, rid, payload = msg
+        if kind == "modules":
+            loaded = {name.split(".")[0] for name, mod in sys.modules.items() if mod is not None}
+            conn.send(("modules", rid, sorted(loaded)))
+            continue
         if kind == "reset":
             reset = getattr(controller, "reset_warm_start", None)
             try:
@@ -103,7 +129,7 @@ def _worker_main(conn: Connection, factory: ControllerFactory, nice: int = 0) ->
 
 @dataclass
 class _Worker:
-    proc: BaseProcess
+    proc: BaseProcess | _ForkedProc
     conn: Connection
     started: float
     ready: bool = False
@@ -118,15 +144,111 @@ class _Worker:
         try:
             if not self.conn.poll(max(timeout_s, 0.0)):
                 return False
-            kind, _, detail = self.conn.recv()
+            kind, pid, detail = self.conn.recv()
         except (EOFError, OSError) as exc:
             self.failed = f"worker exited during start: {exc!r}"
             return False
         if kind == "ready":
             self.ready, self.ready_s = True, float(detail) - self.started
+            if isinstance(self.proc, _ForkedProc):
+                self.proc.bind(int(pid))
         else:
             self.failed = str(detail)
         return self.ready
+
+
+class _ForkedProc:
+    """A worker forked by the template process (not our child): watched and killed through a pidfd,
+    so a recycled pid can never be hit. The pid is known once the worker has announced itself."""
+
+    exitcode: int | None = None
+
+    def __init__(self) -> None:
+        self.pid: int | None = None
+        self._fd: int | None = None
+
+    def bind(self, pid: int) -> None:
+        self.pid = pid
+        try:
+            self._fd = os.pidfd_open(pid)
+        except OSError:  # already gone
+            self.exitcode = -1
+
+    def is_alive(self) -> bool:
+        if self._fd is None or self.exitcode is not None:
+            return False
+        if select.select([self._fd], [], [], 0.0)[0]:  # a pidfd turns readable when the process exits
+            self.exitcode = -1  # not our child: the code itself is not available
+            return False
+        return True
+
+    def join(self, timeout: float | None = None) -> None:
+        if self._fd is not None and self.exitcode is None:
+            select.select([self._fd], [], [], timeout)
+            self.is_alive()
+
+    def kill(self) -> None:
+        if self._fd is not None and self.exitcode is None:
+            with contextlib.suppress(ProcessLookupError):
+                signal.pidfd_send_signal(self._fd, signal.SIGKILL)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+class _Zygote:
+    """The template process (:mod:`controllers.worker_entry`): builds the controller once, then forks
+    workers that share it copy-on-write. Thread-safe (the runner launches from two threads)."""
+
+    def __init__(
+        self, factory: ControllerFactory, preload: Sequence[str], block: Sequence[str], nice: int
+    ) -> None:
+        self._lock = threading.Lock()
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        env = dict(os.environ)
+        root = str(Path(__file__).resolve().parents[1])
+        env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])
+        # one BLAS thread: the NLPs are small and sparse, and threads alive at fork() are lost
+        env.setdefault("OPENBLAS_NUM_THREADS", "1")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "controllers.worker_entry", str(theirs.fileno())],
+            pass_fds=(theirs.fileno(),),
+            env=env,
+            stdin=subprocess.DEVNULL,
+        )
+        theirs.close()
+        self._sock = ours
+        self._conn = Connection(os.dup(ours.fileno()))
+        self._conn.send(([p for p in sys.path if p], tuple(block), tuple(preload), nice))
+        self._conn.send(factory)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def fork(self) -> _Worker:
+        """Ask for a worker; it answers on its own pipe once the template has built the controller."""
+        parent, child = mp.Pipe(duplex=True)
+        started = time.monotonic()
+        try:
+            with self._lock:
+                self._conn.send(FORK)
+                socket.send_fds(self._sock, [b"F"], [child.fileno()])
+        finally:
+            child.close()
+        return _Worker(_ForkedProc(), parent, started)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._conn.send(None)
+        try:
+            self.proc.wait(timeout=1.0)
+        except subprocess.TimeoutExpired:  # still building: its workers are told to stop on their pipes
+            self.proc.kill()
+            self.proc.wait(timeout=5.0)
+        self._conn.close()
+        self._sock.close()
 
 
 @dataclass(frozen=True)
@@ -145,9 +267,14 @@ class DeadlineRunner:
     """A controller in a killable worker process, with a hot spare.
 
     factory: builds the controller inside the worker (picklable).
-    start_method: "forkserver" or "spawn".
-    preload: modules the forkserver imports once (only before the first forkserver start in this
-        process; the forkserver is shared by the whole process).
+    start_method: "forkserver", "spawn" or "zygote" (the controller is built once in a template
+        process, :mod:`controllers.worker_entry`, which forks the workers: they share the built
+        controller copy-on-write, and a replacement is ready in milliseconds).
+    preload: modules imported before the factory runs: by the forkserver (only before the first
+        forkserver start in this process; the forkserver is shared by the whole process) or by the
+        template ("zygote").
+    block_imports: packages made unimportable in the template ("zygote" only), for libraries that
+        import optional extras when they find them installed.
     spare: keep a pre-started spare worker (hides the restart cost after a timeout).
     worker_nice: niceness added to the workers, so a long or hung solve cannot starve the control
         loop of CPU (0 keeps the parent's priority).
@@ -161,13 +288,18 @@ class DeadlineRunner:
         preload: Sequence[str] = (),
         spare: bool = True,
         worker_nice: int = 5,
+        block_imports: Sequence[str] = (),
     ) -> None:
-        if start_method not in ("forkserver", "spawn"):
-            raise ValueError(f"start_method must be 'forkserver' or 'spawn', got {start_method!r}")
+        if start_method not in ("forkserver", "spawn", "zygote"):
+            raise ValueError(f"start_method must be 'forkserver', 'spawn' or 'zygote', got {start_method!r}")
         self._factory = factory
-        self._ctx = mp.get_context(start_method)
+        self._zygote_opts: tuple[Sequence[str], Sequence[str]] | None = None
+        self._zygote: _Zygote | None = None
+        self._ctx = mp.get_context("spawn" if start_method == "zygote" else start_method)
         if start_method == "forkserver":
             self._ctx.set_forkserver_preload(["controllers.deadline", *preload])
+        elif start_method == "zygote":
+            self._zygote_opts = (tuple(preload), tuple(block_imports))
         self._use_spare = spare
         self._nice = worker_nice
         self._active: _Worker | None = None
@@ -208,11 +340,15 @@ class DeadlineRunner:
         for w in workers:
             if w is None:
                 continue
+            w.wait_ready(0.0)  # a forked worker's pid comes with its announcement
             w.proc.join(timeout=1.0)
             if w.proc.is_alive():
                 w.proc.kill()
                 w.proc.join(timeout=1.0)
-            w.conn.close()
+            self._release(w)
+        if self._zygote is not None:
+            self._zygote.close()
+            self._zygote = None
         self._active = self._spare = None
         self._dead.clear()
         if self._executor is not None:
@@ -308,6 +444,19 @@ class DeadlineRunner:
         self._replace_active("warm-start reset failed or timed out")
         return False
 
+    def worker_modules(self, timeout_s: float = 5.0) -> list[str]:
+        """Top-level packages imported in the active worker (what its memory is spent on)."""
+        worker = self._ready_worker(time.monotonic() + timeout_s)
+        if worker is None:
+            raise RuntimeError("no controller worker ready")
+        self._rid += 1
+        worker.conn.send(("modules", self._rid, None))
+        while worker.conn.poll(timeout_s):
+            kind, rid, names = worker.conn.recv()
+            if kind == "modules" and rid == self._rid:
+                return list(names)
+        raise RuntimeError("the controller worker did not answer")
+
     # -- internals ------------------------------------------------------------------------------------
 
     def _checked(self, result: Any, elapsed: float) -> ControlResult:
@@ -325,6 +474,13 @@ class DeadlineRunner:
         return dataclasses.replace(result, solve_time_s=elapsed)
 
     def _launch(self) -> _Worker:
+        if self._zygote_opts is not None:
+            if self._zygote is None or not self._zygote.alive():
+                if self._zygote is not None:  # crashed, or its build failed: a new one builds again
+                    self._zygote.close()
+                preload, block = self._zygote_opts
+                self._zygote = _Zygote(self._factory, preload, block, self._nice)
+            return self._zygote.fork()
         parent, child = self._ctx.Pipe(duplex=True)
         process_cls: Any = self._ctx.Process  # type: ignore[attr-defined]  # not in BaseContext's stubs
         proc = process_cls(target=_worker_main, args=(child, self._factory, self._nice), daemon=True)
@@ -386,8 +542,14 @@ class DeadlineRunner:
         still: list[_Worker] = []
         for w in self._dead:
             w.proc.join(timeout=0.0)
-            if w.proc.is_alive() or w.proc.exitcode is None:
+            if w.proc.is_alive() or (w.proc.exitcode is None and not isinstance(w.proc, _ForkedProc)):
                 still.append(w)
             else:
-                w.conn.close()
+                self._release(w)
         self._dead = still
+
+    @staticmethod
+    def _release(w: _Worker) -> None:
+        w.conn.close()
+        if isinstance(w.proc, _ForkedProc):
+            w.proc.close()

@@ -16,7 +16,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -258,9 +258,13 @@ async def serve(site: LoadedSite, opts: RunOptions) -> int:
     )
     sinks: list[Sink] = [history]
     influx = None
+    buckets: Any = None  # (writer, historians): each party's InfluxDB buckets, through the sharing policy
     if site.config.adapters.influx is not None and not opts.simulate:
         influx = _influx_historian(site, state, dead, opts)
         sinks.append(influx)
+        buckets = _party_buckets(site, state, dead, opts, clock.now)
+        if buckets is not None:
+            sinks.append(buckets[0])
     publisher = None  # shared data to park/<owner>/..., enforced by the sharing policy, audited
     if site.config.adapters.mqtt is not None and not opts.simulate:
         publisher = publisher_from_site(site, policy_from_site(site), state, clock=clock.now,
@@ -399,6 +403,10 @@ async def serve(site: LoadedSite, opts: RunOptions) -> int:
         if close is not None:  # the MPC's worker process
             with contextlib.suppress(Exception):
                 close()
+        if buckets is not None:
+            buckets[0].stop()  # hands on what is buffered, then the historians drain
+            for h in buckets[1]:
+                h.close()
         if influx is not None:
             influx.close()
         history.close()
@@ -458,6 +466,7 @@ def _free_port() -> int:
 def _influx_historian(site: LoadedSite, state: Path, dead: Any, opts: RunOptions) -> Any:
     """InfluxDB v2 historian behind a durable SQLite outbox (nothing is lost while the store is away)."""
     from adapters.influx import InfluxHistorian, InfluxParams, OutboxParams, SenderParams
+    from adapters.influx.lineproto import BucketLabels
     from symtwin.secrets import resolve
     from symtwin.units import parse_quantity
 
@@ -472,9 +481,25 @@ def _influx_historian(site: LoadedSite, state: Path, dead: Any, opts: RunOptions
                      max_bytes=int(parse_quantity(site.config.adapters.outbox.max_bytes, "B"))),
         dead,
         sender=SenderParams(batch_lines=cfg.batch_lines),
-        labels=labels,
+        labels=BucketLabels(labels, cfg.bucket),  # db=<bucket>: keeps buckets apart in victoria-metrics
         bounds=bounds,
     )
+
+
+def _party_buckets(site: LoadedSite, state: Path, dead: Any, opts: RunOptions,
+                   clock: Callable[[], float]) -> tuple[Any, list[Any]] | None:
+    """With ``adapters.influx.buckets: per-party``: each party's buckets written through the policy."""
+    from symtwin.governance.from_site import policy_from_site
+    from symtwin.runtime.sharing import bucket_writer_from_site
+    from symtwin.secrets import resolve
+
+    cfg = site.config.adapters.influx
+    if cfg is None or cfg.buckets != "per-party":
+        return None
+    token = resolve(cfg.token, "InfluxDB token", opts.credentials_dir) or ""
+    writer, historians = bucket_writer_from_site(site, policy_from_site(site), state, dead, token=token, clock=clock)
+    writer.start()
+    return writer, historians
 
 
 __all__ = ["HEARTBEAT_TAG", "RunOptions", "serve"]

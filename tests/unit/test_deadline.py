@@ -57,13 +57,20 @@ class Toy:
         )
 
 
+class Broken:
+    """A controller whose build fails."""
+
+    def __init__(self) -> None:
+        raise ValueError("no model")
+
+
 def req(behave: int, now: float = 0.0, sleep: float = 0.0) -> ControlRequest:
     return ControlRequest(state={"behave": float(behave), "sleep": sleep}, forecasts={}, now=now)
 
 
-@pytest.fixture(scope="module")
-def runner() -> Iterator[DeadlineRunner]:
-    with DeadlineRunner(Toy, preload=["tests.unit.test_deadline"]) as r:
+@pytest.fixture(scope="module", params=["forkserver", "zygote"])
+def runner(request: pytest.FixtureRequest) -> Iterator[DeadlineRunner]:
+    with DeadlineRunner(Toy, start_method=request.param, preload=["tests.unit.test_deadline"]) as r:
         yield r
 
 
@@ -157,6 +164,32 @@ def test_spawn_start_method_works_without_spare() -> None:
         assert res.status in (SolveStatus.OPTIMAL, SolveStatus.TIMEOUT)
         assert r.stats.restarts == 1 and r.stats.timeouts >= 1
         assert r.stats.max_restart_s > 0.0
+
+
+def test_zygote_forks_ready_workers_and_keeps_blocked_packages_out() -> None:
+    with DeadlineRunner(
+        Toy, start_method="zygote", preload=["tests.unit.test_deadline"], block_imports=("asyncua",)
+    ) as r:
+        modules = r.worker_modules()
+        assert "tests" in modules and "numpy" in modules
+        assert "asyncua" not in modules
+        for _ in range(2):
+            assert r.solve(req(LOOP), deadline_s=0.1).status is SolveStatus.TIMEOUT
+            assert r.solve(req(OK), deadline_s=2.0).setpoints["x"] == 1.0  # a fresh controller took over
+        # the second replacement was forked from the built template after the first kill: no rebuild
+        assert len(r.worker_start_times) == 3
+        assert r.worker_start_times[-1] < 0.2, r.worker_start_times
+
+
+def test_zygote_reports_a_failed_build_and_tries_again() -> None:
+    r = DeadlineRunner(Broken, start_method="zygote", spare=False)
+    try:
+        with pytest.raises(RuntimeError, match="ValueError: no model"):
+            r.start(timeout_s=30.0)
+        res = r.solve(req(OK), deadline_s=5.0)  # a new template builds again, and fails again
+        assert res.status is SolveStatus.TIMEOUT and not res.setpoints
+    finally:
+        r.close()
 
 
 @pytest.mark.slow
