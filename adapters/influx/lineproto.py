@@ -9,7 +9,7 @@ microsecond resolution in a nanosecond-precision field, so the same sample alway
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from adapters.base import Quality, Sample
@@ -93,6 +93,31 @@ _QUALITY_STR: dict[object, str] = {q: str(int(q)) for q in Quality}
 def _within(bounds: Mapping[str, tuple[float, float]], tag: str, value: float) -> bool:
     lim = bounds.get(tag)
     return lim is None or lim[0] <= value <= lim[1]
+
+
+class BucketLabels(Mapping[str, Mapping[str, str]]):
+    """Per-tag labels plus ``db=<bucket>`` for every tag, also tags not listed (estimates, aggregates).
+
+    victoria-metrics ignores the ``bucket`` of ``/api/v2/write`` (only ``db`` of ``/write`` becomes a label),
+    so points written to different buckets would merge into one series; the ``db`` tag keeps them apart
+    there and is the label :mod:`adapters.influx.reader` selects on. InfluxDB stores it as one more tag.
+    """
+
+    def __init__(self, labels: Mapping[str, Mapping[str, str]] | None, bucket: str) -> None:
+        self._labels = labels or {}
+        self._db = {"db": bucket}
+
+    def __getitem__(self, tag: str) -> Mapping[str, str]:
+        return {**self._labels.get(tag, {}), **self._db}
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._labels)
+
+    def __len__(self) -> int:
+        return len(self._labels)
+
+    def __bool__(self) -> bool:  # never empty: every tag gets ``db``
+        return True
 
 
 class SampleEncoder:

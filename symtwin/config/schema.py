@@ -361,6 +361,10 @@ class InfluxAdapter(Strict):
     # how `symtwin settle --store influx` reads history back: Flux (InfluxDB 2.x/3.x), victoria-metrics'
     # export API (it takes the v2 write API but no Flux), or auto (asks the store's /health)
     query_api: Literal["auto", "flux", "victoria-metrics"] = "auto"
+    # "per-party" also writes each party's buckets as planned by `symtwin governance influx` (own data raw
+    # to <prefix>-<party>, what the sharing policy grants to <prefix>-<owner>-to-<recipient>)
+    buckets: Literal["single", "per-party"] = "single"
+    bucket_prefix: str = Field(default="symtwin", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 class Outbox(Strict):

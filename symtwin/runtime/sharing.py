@@ -42,12 +42,20 @@ from adapters.mqtt import MqttConfig
 from symtwin.config import LoadedSite
 from symtwin.governance.audit import AuditLog, ShareAuditor
 from symtwin.governance.mosquitto import Republisher, password_env_var
-from symtwin.governance.policy import SharingPolicy
+from symtwin.governance.policy import SharingPolicy, StreamFilter
 from symtwin.runtime.mqtt_wiring import mqtt_config
 
 log = logging.getLogger(__name__)
 
-__all__ = ["AUDIT_FILE", "Publisher", "PublisherParams", "SharingError", "publisher_from_site"]
+__all__ = [
+    "AUDIT_FILE",
+    "BucketWriter",
+    "Publisher",
+    "PublisherParams",
+    "SharingError",
+    "bucket_writer_from_site",
+    "publisher_from_site",
+]
 
 AUDIT_FILE = "share-audit.jsonl"
 
@@ -385,3 +393,203 @@ def publisher_from_site(
     auditor = ShareAuditor(AuditLog(state_dir / AUDIT_FILE, clock=clock), params.audit_period_s)
     units = {t.id: t.si_unit for t in site.tags.values()}
     return Publisher(policy, connections, clock=clock, auditor=auditor, units=units, params=params)
+
+
+class BucketWriter:
+    """A ``Sink`` that writes each party's InfluxDB buckets through the same enforcement layer.
+
+    Buckets as in ``symtwin governance influx`` (:mod:`symtwin.governance.influx`): ``<prefix>-<party>``
+    gets the party's own tags raw; ``<prefix>-<owner>-to-<recipient>`` gets what the policy grants
+    ``recipient`` of ``owner``'s tags (raw, or only the closed-interval mean/min/max named
+    ``<tag>:<stat>_<interval>``), nothing of a tag withheld. Aggregation happens here, in the owner's
+    service, before anything is handed to a store.
+
+    sinks: bucket name → a historian (``write(samples)`` that never blocks, e.g.
+    :class:`adapters.influx.InfluxHistorian` with its own outbox). ``write`` only appends to a bounded
+    buffer; a worker thread filters and hands the outputs on, and releases intervals on the service
+    ``clock`` every ``flush_every_s`` (wall) with ``flush_lag_s`` of grace for late samples.
+    """
+
+    def __init__(
+        self,
+        policy: SharingPolicy,
+        sinks: Mapping[str, Any],
+        *,
+        prefix: str = "symtwin",
+        owners: Iterable[str] | None = None,
+        clock: Callable[[], float] = time.time,
+        auditor: ShareAuditor | None = None,
+        params: PublisherParams = PublisherParams(),
+    ) -> None:
+        from symtwin.governance.influx import private_bucket, share_bucket
+
+        self.params = params
+        self._clock = clock
+        self._auditor = auditor
+        self._owner_of = {t.id: t.owner for t in policy.tags}
+        wanted = set(owners) if owners is not None else set(self._owner_of.values())
+        self._private: dict[str, Any] = {}
+        self._shares: dict[str, list[tuple[StreamFilter, Any]]] = {}
+        for owner in sorted(wanted):
+            name = private_bucket(owner, prefix)
+            if name not in sinks:
+                raise SharingError(f"no historian for bucket {name!r}")
+            self._private[owner] = sinks[name]
+            for recipient in sorted(policy.shared_by(owner)):
+                name = share_bucket(owner, recipient, prefix)
+                if name not in sinks:
+                    raise SharingError(f"no historian for bucket {name!r}")
+                f = StreamFilter(policy, recipient, recorder=auditor, channel="influx")
+                self._shares.setdefault(owner, []).append((f, sinks[name]))
+        self._buf: deque[Sample] = deque()
+        self._cv = threading.Condition()
+        self._busy = False
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, name="party-buckets", daemon=True)
+        self.counts = {"accepted": 0, "dropped_buffer": 0, "written": 0}
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def write(self, samples: Sequence[Sample]) -> None:
+        owned = [s for s in samples if self._owner_of.get(s.tag) in self._private]
+        if not owned:
+            return
+        with self._cv:
+            room = self.params.max_buffered - len(self._buf)
+            if room < len(owned):
+                self.counts["dropped_buffer"] += len(owned) - max(room, 0)
+                owned = owned[: max(room, 0)]
+            self._buf.extend(owned)
+            self.counts["accepted"] += len(owned)
+            self._cv.notify()
+
+    def drain(self, timeout_s: float = 10.0, release_until: float | None = None) -> bool:
+        """Wait until every buffered sample is handed to its historians; with ``release_until`` [s of
+        service clock] also release every interval that ends by then (tests, shutdown)."""
+        end = time.monotonic() + timeout_s
+        with self._cv:
+            self._cv.notify()
+            while (self._buf or self._busy) and time.monotonic() < end:
+                self._cv.wait(0.05)
+            if self._buf or self._busy:
+                return False
+            if release_until is not None:
+                self._busy = True
+        if release_until is not None:
+            try:
+                self._flush(release_until)
+            finally:
+                with self._cv:
+                    self._busy = False
+                    self._cv.notify_all()
+        return True
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        self.drain(timeout_s)
+        with self._cv:
+            self._stop = True
+            self._cv.notify()
+        if self._thread.is_alive():
+            self._thread.join(timeout_s)
+        if self._auditor is not None:
+            self._auditor.flush()
+
+    def _run(self) -> None:
+        next_flush = time.monotonic()
+        while True:
+            with self._cv:
+                while not self._buf and not self._stop and time.monotonic() < next_flush:
+                    self._cv.wait(max(0.0, next_flush - time.monotonic()))
+                if self._stop:
+                    return
+                due = time.monotonic() >= next_flush
+                now = self._clock() - self.params.flush_lag_s if due else 0.0
+                batch = list(self._buf)
+                self._buf.clear()
+                self._busy = True
+            try:
+                self._process(batch)
+                if due:
+                    next_flush = time.monotonic() + self.params.flush_every_s
+                    self._flush(now)
+            except Exception:  # the worker must outlive a bad sample or a failing historian
+                log.exception("writing a batch of %d samples to the party buckets failed", len(batch))
+            finally:
+                with self._cv:
+                    self._busy = False
+                    self._cv.notify_all()
+
+    def _process(self, batch: list[Sample]) -> None:
+        by_owner: dict[str, list[Sample]] = {}
+        for s in batch:
+            by_owner.setdefault(self._owner_of[s.tag], []).append(s)
+        for owner, samples in by_owner.items():
+            self._private[owner].write(samples)
+            self.counts["written"] += len(samples)
+            for f, sink in self._shares.get(owner, ()):
+                out = f.push(samples)
+                if out:
+                    sink.write(out)
+                    self.counts["written"] += len(out)
+
+    def _flush(self, now: float) -> None:
+        for shares in self._shares.values():
+            for f, sink in shares:
+                out = f.flush(now)
+                if out:
+                    sink.write(out)
+                    self.counts["written"] += len(out)
+
+
+def party_buckets(
+    policy: SharingPolicy, prefix: str = "symtwin", owners: Iterable[str] | None = None
+) -> list[str]:
+    """The buckets a service writes for ``owners`` (default: every party owning a tag): private and shares."""
+    from symtwin.governance.influx import private_bucket, share_bucket
+
+    wanted = sorted(set(owners) if owners is not None else {t.owner for t in policy.tags})
+    out = []
+    for owner in wanted:
+        out.append(private_bucket(owner, prefix))
+        out.extend(share_bucket(owner, r, prefix) for r in sorted(policy.shared_by(owner)))
+    return out
+
+
+def bucket_writer_from_site(
+    site: LoadedSite,
+    policy: SharingPolicy,
+    state_dir: Path,
+    dead: Any,
+    *,
+    token: str = "",
+    clock: Callable[[], float] = time.time,
+    url: str | None = None,
+    params: PublisherParams = PublisherParams(),
+) -> tuple[BucketWriter, list[Any]]:
+    """The per-party bucket writer on ``adapters.influx`` (prefix ``bucket_prefix``) and its historians,
+    one per bucket, each with its own outbox ``<state_dir>/outbox-<bucket>.sqlite`` (started; close them
+    after :meth:`BucketWriter.stop`)."""
+    from adapters.influx import InfluxHistorian, InfluxParams, OutboxParams, SenderParams
+    from adapters.influx.lineproto import BucketLabels
+    from symtwin.units import parse_quantity
+
+    cfg = site.config.adapters.influx
+    if cfg is None:
+        raise SharingError("per-party buckets need an adapters.influx section")
+    max_bytes = int(parse_quantity(site.config.adapters.outbox.max_bytes, "B"))
+    labels = {t.id: {"unit": t.unit, "party": t.owner} for t in site.tags.values()}
+    sinks: dict[str, Any] = {}
+    for name in party_buckets(policy, cfg.bucket_prefix):
+        sinks[name] = InfluxHistorian(
+            InfluxParams(url=url or cfg.url, org=cfg.org, bucket=name, token=token),
+            OutboxParams(path=state_dir / f"outbox-{name}.sqlite", max_bytes=max_bytes),
+            dead,
+            sender=SenderParams(batch_lines=cfg.batch_lines),
+            labels=BucketLabels(labels, name),
+        )
+    auditor = ShareAuditor(AuditLog(state_dir / AUDIT_FILE, clock=clock), params.audit_period_s)
+    writer = BucketWriter(
+        policy, sinks, prefix=cfg.bucket_prefix, clock=clock, auditor=auditor, params=params
+    )
+    return writer, list(sinks.values())
