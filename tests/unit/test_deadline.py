@@ -57,11 +57,9 @@ class Toy:
         )
 
 
-class Broken:
-    """A controller whose build fails."""
-
-    def __init__(self) -> None:
-        raise ValueError("no model")
+def broken() -> Toy:
+    """A controller factory that fails."""
+    raise ValueError("no model")
 
 
 def req(behave: int, now: float = 0.0, sleep: float = 0.0) -> ControlRequest:
@@ -182,7 +180,7 @@ def test_zygote_forks_ready_workers_and_keeps_blocked_packages_out() -> None:
 
 
 def test_zygote_reports_a_failed_build_and_tries_again() -> None:
-    r = DeadlineRunner(Broken, start_method="zygote", spare=False)
+    r = DeadlineRunner(broken, start_method="zygote", spare=False)
     try:
         with pytest.raises(RuntimeError, match="ValueError: no model"):
             r.start(timeout_s=30.0)
