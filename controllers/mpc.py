@@ -530,8 +530,9 @@ class MpcPort:
         self.spec = spec
         self.keys = dict(keys)
         factory = functools.partial(_make_controller, spec, Variant.FAST.value, max_failures)
-        # do-mpc's import takes seconds (asyncua, scipy.signal, matplotlib): once, in the forkserver
-        self.runner = DeadlineRunner(factory, preload=("casadi", "do_mpc", "controllers.mpc"))
+        # Built once in a template process that forks the worker and its spare (they share the built
+        # NLP copy-on-write). do-mpc imports asyncua when installed; the MPC never uses OPC UA.
+        self.runner = DeadlineRunner(factory, start_method="zygote", block_imports=("asyncua",))
         if start:
             self.runner.start(timeout_s=120.0)
 

@@ -45,6 +45,10 @@ async def test_mpc_port_solves_in_a_worker_and_times_out_cleanly(site: object) -
         late = await port.solve(request(site), deadline_s=1e-4)
         assert late.status is SolveStatus.TIMEOUT
         assert not late.setpoints and not late.plan
+        # the worker holds only what the MPC needs: none of the service's OPC UA, web or twin stack
+        modules = set(port.runner.worker_modules(timeout_s=30.0))
+        assert {"casadi", "do_mpc"} <= modules
+        assert not modules & {"asyncua", "aiohttp", "numba", "llvmlite", "paho", "symtwin"}, modules
     finally:
         port.close()
 
