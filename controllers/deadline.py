@@ -96,7 +96,11 @@ def serve(conn: Connection, controller: Controller, factory: ControllerFactory) 
             return
         kind, rid, payload = msg
         if kind == "modules":
-            loaded = {name.split(".")[0] for name, mod in sys.modules.items() if mod is not None}
+            loaded = {
+                name.split(".")[0]
+                for name, mod in sys.modules.items()
+                if mod is not None and not mod.__dict__.get("__stub__")
+            }
             conn.send(("modules", rid, sorted(loaded)))
             continue
         if kind == "reset":
@@ -203,7 +207,12 @@ class _Zygote:
     workers that share it copy-on-write. Thread-safe (the runner launches from two threads)."""
 
     def __init__(
-        self, factory: ControllerFactory, preload: Sequence[str], block: Sequence[str], nice: int
+        self,
+        factory: ControllerFactory,
+        preload: Sequence[str],
+        block: Sequence[str],
+        stub: Sequence[str],
+        nice: int,
     ) -> None:
         self._lock = threading.Lock()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -221,7 +230,7 @@ class _Zygote:
         theirs.close()
         self._sock = ours
         self._conn = Connection(os.dup(ours.fileno()))
-        self._conn.send(([p for p in sys.path if p], tuple(block), tuple(preload), nice))
+        self._conn.send(([p for p in sys.path if p], tuple(block), tuple(stub), tuple(preload), nice))
         self._conn.send(factory)
 
     def alive(self) -> bool:
@@ -275,6 +284,9 @@ class DeadlineRunner:
         template ("zygote").
     block_imports: packages made unimportable in the template ("zygote" only), for libraries that
         import optional extras when they find them installed.
+    stub_imports: packages replaced by stand-ins in the template ("zygote" only) that import but fail
+        when used, for libraries that import helpers the controller never calls
+        (:class:`controllers.worker_entry.StubModule`).
     spare: keep a pre-started spare worker (hides the restart cost after a timeout).
     worker_nice: niceness added to the workers, so a long or hung solve cannot starve the control
         loop of CPU (0 keeps the parent's priority).
@@ -289,17 +301,18 @@ class DeadlineRunner:
         spare: bool = True,
         worker_nice: int = 5,
         block_imports: Sequence[str] = (),
+        stub_imports: Sequence[str] = (),
     ) -> None:
         if start_method not in ("forkserver", "spawn", "zygote"):
             raise ValueError(f"start_method must be 'forkserver', 'spawn' or 'zygote', got {start_method!r}")
         self._factory = factory
-        self._zygote_opts: tuple[Sequence[str], Sequence[str]] | None = None
+        self._zygote_opts: tuple[Sequence[str], Sequence[str], Sequence[str]] | None = None
         self._zygote: _Zygote | None = None
         self._ctx = mp.get_context("spawn" if start_method == "zygote" else start_method)
         if start_method == "forkserver":
             self._ctx.set_forkserver_preload(["controllers.deadline", *preload])
         elif start_method == "zygote":
-            self._zygote_opts = (tuple(preload), tuple(block_imports))
+            self._zygote_opts = (tuple(preload), tuple(block_imports), tuple(stub_imports))
         self._use_spare = spare
         self._nice = worker_nice
         self._active: _Worker | None = None
@@ -478,8 +491,8 @@ class DeadlineRunner:
             if self._zygote is None or not self._zygote.alive():
                 if self._zygote is not None:  # crashed, or its build failed: a new one builds again
                     self._zygote.close()
-                preload, block = self._zygote_opts
-                self._zygote = _Zygote(self._factory, preload, block, self._nice)
+                preload, block, stub = self._zygote_opts
+                self._zygote = _Zygote(self._factory, preload, block, stub, self._nice)
             return self._zygote.fork()
         parent, child = self._ctx.Pipe(duplex=True)
         process_cls: Any = self._ctx.Process  # type: ignore[attr-defined]  # not in BaseContext's stubs

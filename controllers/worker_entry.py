@@ -7,12 +7,17 @@ its own: the memory of a worker and its hot spare is about that of one, and a ki
 replaced by a fork in milliseconds instead of a rebuild.
 
 It imports only the runner's loop, the modules the runner asks for (``preload``) and whatever the
-factory's unpickling needs; ``block`` names packages made unimportable here (do-mpc imports asyncua
-when it is installed, which the MPC never uses).
+factory's unpickling needs. Two lists keep libraries' unused extras out:
+
+* ``block``: packages made unimportable (``find_spec`` says absent): do-mpc imports asyncua when it
+  is installed, which the MPC never uses;
+* ``stub``: packages replaced by stand-ins that import fine but fail when used (:class:`StubModule`):
+  do-mpc imports its plotting (matplotlib) and linear-model (scipy.signal) helpers at import time;
+  the MPC uses neither, and they cost about 75 MB.
 
 Protocol on FD (a Unix stream socket from the runner, multiprocessing framing):
 
-1. ``(sys_path, block, preload, nice)``, then the pickled factory; the controller is built; the template
+1. ``(sys_path, block, stub, preload, nice)``, then the pickled factory; the controller is built; the template
    answers ``("ready", build_s)`` or ``("failed", message)``.
 2. ``"fork"`` followed by one file descriptor sent with SCM_RIGHTS (the worker's end of its pipe): the
    template forks a worker that serves that pipe (``controllers.deadline.serve``); after a failed
@@ -26,14 +31,64 @@ import contextlib
 import ctypes
 import gc
 import importlib
+import importlib.abc
+import importlib.machinery
 import os
 import signal
 import socket
 import sys
 import time
+import types
+from collections.abc import Sequence
 from multiprocessing.connection import Connection
+from typing import Any, NoReturn
 
 FORK = "fork"
+
+
+class _Unavailable:
+    """Any attribute of a stubbed package: fails with a clear message when used."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __call__(self, *args: object, **kwargs: object) -> NoReturn:
+        raise RuntimeError(f"{self._name} is stubbed out in this controller process")
+
+    def __getattr__(self, attr: str) -> _Unavailable:
+        if attr.startswith("__"):
+            raise AttributeError(attr)
+        return _Unavailable(f"{self._name}.{attr}")
+
+
+class StubModule(types.ModuleType):
+    """A stubbed package or submodule: importing it (and names from it) works, using them does not."""
+
+    def __getattr__(self, attr: str) -> Any:
+        if attr.startswith("__"):
+            raise AttributeError(attr)
+        return _Unavailable(f"{self.__name__}.{attr}")
+
+
+class StubFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Serves a :class:`StubModule` for each of ``names`` and everything under them."""
+
+    def __init__(self, names: Sequence[str]) -> None:
+        self.names = tuple(names)
+
+    def find_spec(
+        self, name: str, path: object = None, target: object = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        if any(name == n or name.startswith(n + ".") for n in self.names):
+            return importlib.machinery.ModuleSpec(name, self, is_package=True)
+        return None
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType:
+        return StubModule(spec.name)
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        module.__path__ = []
+        module.__dict__["__stub__"] = True  # read from __dict__: the module's __getattr__ answers anything
 
 
 def _release_memory() -> None:
@@ -73,8 +128,10 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # forked workers are reaped by the kernel
     ctrl = socket.socket(fileno=os.dup(fd))
     conn = Connection(fd)
-    sys_path, block, preload, nice = conn.recv()
+    sys_path, block, stub, preload, nice = conn.recv()
     sys.path[:] = sys_path
+    if stub:
+        sys.meta_path.insert(0, StubFinder(stub))
     from controllers.deadline import renice
 
     renice(nice)  # the build and the workers (which inherit it) yield to the control loop

@@ -48,7 +48,7 @@ async def test_mpc_port_solves_in_a_worker_and_times_out_cleanly(site: object) -
         # the worker holds only what the MPC needs: none of the service's OPC UA, web or twin stack
         modules = set(port.runner.worker_modules(timeout_s=30.0))
         assert {"casadi", "do_mpc"} <= modules
-        assert not modules & {"asyncua", "aiohttp", "numba", "llvmlite", "paho", "symtwin"}, modules
+        assert not modules & {"asyncua", "aiohttp", "numba", "llvmlite", "paho", "symtwin", "matplotlib"}
     finally:
         port.close()
 

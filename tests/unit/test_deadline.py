@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import math
 import os
+import sys
 import time
 from collections.abc import Iterator, Mapping
 
@@ -17,6 +18,7 @@ import pytest
 
 from controllers.deadline import DeadlineRunner
 from controllers.types import ControlRequest, ControlResult, FloatArray, SolveStatus
+from controllers.worker_entry import StubFinder, StubModule
 
 OK, SLEEP, LOOP, RAISE, NAN, CRASH, WRONG, COUNT = range(8)
 
@@ -166,17 +168,39 @@ def test_spawn_start_method_works_without_spare() -> None:
 
 def test_zygote_forks_ready_workers_and_keeps_blocked_packages_out() -> None:
     with DeadlineRunner(
-        Toy, start_method="zygote", preload=["tests.unit.test_deadline"], block_imports=("asyncua",)
+        Toy,
+        start_method="zygote",
+        preload=["tests.unit.test_deadline", "xmlrpc.client"],
+        block_imports=("asyncua",),
+        stub_imports=("xmlrpc",),
     ) as r:
         modules = r.worker_modules()
         assert "tests" in modules and "numpy" in modules
-        assert "asyncua" not in modules
+        assert "asyncua" not in modules and "xmlrpc" not in modules
         for _ in range(2):
             assert r.solve(req(LOOP), deadline_s=0.1).status is SolveStatus.TIMEOUT
             assert r.solve(req(OK), deadline_s=2.0).setpoints["x"] == 1.0  # a fresh controller took over
         # the second replacement was forked from the built template after the first kill: no rebuild
         assert len(r.worker_start_times) == 3
         assert r.worker_start_times[-1] < 0.2, r.worker_start_times
+
+
+def test_stubbed_package_imports_but_fails_when_used() -> None:
+    finder = StubFinder(["symtwin_stubbed_pkg"])
+    sys.meta_path.insert(0, finder)
+    try:
+        import symtwin_stubbed_pkg.plot as plot  # type: ignore[import-not-found]
+        from symtwin_stubbed_pkg.sub import helper  # type: ignore[import-not-found]
+
+        assert isinstance(plot, StubModule)
+        with pytest.raises(RuntimeError, match=r"symtwin_stubbed_pkg\.sub\.helper is stubbed out"):
+            helper(1.0)
+        with pytest.raises(RuntimeError, match="stubbed out"):
+            plot.figure().savefig("x.png")
+    finally:
+        sys.meta_path.remove(finder)
+        for name in [m for m in sys.modules if m.startswith("symtwin_stubbed_pkg")]:
+            del sys.modules[name]
 
 
 def test_zygote_reports_a_failed_build_and_tries_again() -> None:
