@@ -30,7 +30,6 @@ costs); if it gives both costs of every party, no twin run is made::
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import math
 import sys
@@ -102,17 +101,20 @@ def _num(obj: dict[str, Any], key: str, where: str, default: float | None = None
 
 
 def _price_series(site: Any, name: str, times: Any) -> Any:
-    """A controller price [€/MWh] at ``times`` [s since epoch]: a constant or a profile (site start = t 0)."""
+    """A controller price [€/MWh] at ``times`` [s since epoch]: ``controller.prices.<name>``, a constant
+    (``"40 EUR/MWh"``) or a profile id (profile time 0 = ``site.start``); None if there is no such price."""
     import numpy as np
 
-    value = site.prices.get(name)
+    from symtwin.runtime.twin_tracker import site_epoch
+    from symtwin.units import parse_quantity
+
+    value = site.config.controller.prices.get(name)
     if value is None:
         return None
-    if isinstance(value, int | float):
-        return np.full(len(times), float(value) * 3.6e9)  # EUR/J -> EUR/MWh
-    start = site.config.site.start
-    t0 = dt.datetime.fromisoformat(start).replace(tzinfo=dt.UTC).timestamp() if start else 0.0
-    return site.profiles[value].at(np.asarray(times, dtype=float) - t0) * 3.6e9
+    if isinstance(value, str) and value in site.profiles:
+        t0 = site_epoch(site.config.site.start, 0.0)
+        return site.profiles[value].at(np.asarray(times, dtype=float) - t0) * 3.6e9  # EUR/J -> EUR/MWh
+    return np.full(len(times), parse_quantity(value, "EUR/J") * 3.6e9)
 
 
 def contract_terms_from_site(site: LoadedSite) -> list[ContractTerms]:

@@ -5,8 +5,9 @@ A **coalition park** (:func:`coalition_park`) is the site restricted to the unit
 
 - only those parties' units, and only the connections among them (an exchange with a party outside
   is removed: neither the heat nor the steam crosses);
-- a heat pump whose heat source was connected and came only from outside parties cannot run and is
-  left out (a heat pump with no source connection at all keeps its own, e.g. ambient or wastewater);
+- a heat pump whose heat source, or a heat exchanger whose hot side, was connected and came only from
+  outside parties cannot run and is left out (the twin would feed it a default stream: free heat); one
+  with no such connection at all keeps its own source (e.g. ambient or wastewater);
 - a steam consumer that lost its header gets a **notional header** of its own party (the parameters
   of the header it was on), so its own boilers can supply it;
 - a network cut off that way whose own boilers (firm capacity: gas boilers, CHP; not heat pumps,
@@ -21,6 +22,9 @@ A **coalition park** (:func:`coalition_park`) is the site restricted to the unit
   would have cost to cover it: ``(fuel price + 202 kg/MWh x CO2 price) / efficiency`` (period means),
   in every run alike. Not at ``controller.unmet_demand_penalty``: that is a weight for the MPC (2000
   €/MWh), and a few per cent of unmet steam at it would outweigh every real cost in the comparison.
+- heat a storage tank gives up over a run (stored at the start less at the end) is charged to its owner
+  at the same price, and heat it gains credited: every run starts from the same settled state, so
+  without this a tank full at the start would be free energy (over a day it can cover the whole load).
 
 Each park runs in closed loop with the baseline (``controllers.baseline``) on the twin over the
 settlement period, through :func:`controllers.evaluate.closed_loop` (perfect forecasts from the
@@ -144,15 +148,18 @@ def coalition_park(
     kept = {u.name for u in spec.units if u.owner in members}
     notes: list[str] = []
     dropped = []
+    # the twin gives a heat pump or an exchanger with nothing on its source / hot side a default stream
+    # (free heat): one whose source belonged to another party cannot run and is left out
+    feed_port = {"heat_pump": ("source_in", "heat source"), "heat_exchanger": ("hot_in", "hot side")}
     for u in spec.units:
-        if u.name in kept and u.model == "heat_pump":
-            sources = [
-                c.source for c in spec.connections if c.target == u.name and c.target_port == "source_in"
-            ]
+        if u.name in kept and u.model in feed_port:
+            port, what = feed_port[u.model]
+            sources = [c.source for c in spec.connections if c.target == u.name and c.target_port == port]
             if sources and not any(s in kept for s in sources):
                 dropped.append(u.name)
                 notes.append(
-                    f"{u.owner}: heat pump {u.name} left out (its heat source {', '.join(sources)} is another party's)"
+                    f"{u.owner}: {u.model.replace('_', ' ')} {u.name} left out "
+                    f"(its {what} {', '.join(sources)} is another party's)"
                 )
     kept -= set(dropped)
     units: list[UnitSpec] = [u for u in spec.units if u.name in kept]
@@ -447,12 +454,14 @@ class _Runner:
         extra = {u: (fuel_series, self.boiler.co2_kg_per_mwh / 3.6e9) for u in cp.notional}
         owner = dict(self.owner) | dict(cp.notional)
         unmet_eur_mwh = self._unmet_price(trace)
+        assert warm.x_end is not None and trace.x_end is not None
+        drawn = _storage_drawn_mwh(cp.spec, park.state_names, warm.x_end, trace.x_end)
         figures = {}
         for p in sorted(parties):
             mine = {n for n in names if owner[n] == p}
             k = ev.kpis(trace, _restrict(self.kspec, mine, extra), self.forecasts, results)
             figures[p] = PartyFigures(
-                k.cost_eur + k.unmet_mwh * unmet_eur_mwh,
+                k.cost_eur + (k.unmet_mwh + sum(drawn.get(n, 0.0) for n in mine)) * unmet_eur_mwh,
                 k.cost_eur,
                 k.co2_t,
                 _fuel_mwh(trace, mine),
@@ -474,6 +483,23 @@ class _Runner:
         fuel = float(np.mean(fc[series])) * 3.6e9  # EUR/J -> EUR/MWh
         co2 = float(np.mean(fc.get("price.co2", np.zeros(1))))  # EUR/kg
         return (fuel + self.boiler.co2_kg_per_mwh * co2) / self.boiler.efficiency
+
+
+def _storage_drawn_mwh(
+    spec: ParkSpec, state_names: Sequence[str], x_start: np.ndarray, x_end: np.ndarray
+) -> dict[str, float]:
+    """Heat each storage tank gave up over a run [MWh] (negative: it ended fuller): layers of V/n of water
+    at ρ = 975 kg/m3 and cp = 4186 J/(kg K) (liquid water near 70 °C, IAPWS-95 within 1 %)."""
+    index = {n: i for i, n in enumerate(state_names)}
+    out = {}
+    for u in spec.units:
+        if u.model != "storage_tank":
+            continue
+        layers = [i for n, i in index.items() if n.startswith(f"{u.name}.layer_temperature[")]
+        m_layer = 975.0 * float(u.params["volume"]) / max(len(layers), 1)
+        dt_k = float(np.sum(np.asarray(x_start)[layers]) - np.sum(np.asarray(x_end)[layers]))
+        out[u.name] = m_layer * 4186.0 * dt_k / 3.6e9
+    return out
 
 
 def _minute_integral(trace: ev.Trace, name: str) -> float:
