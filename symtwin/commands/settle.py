@@ -319,7 +319,11 @@ def run(args: argparse.Namespace) -> int:
             store.close()
         out = args.out or Path("reports") / args.period
         audit = AuditLog(args.audit) if args.audit else None
-        files = write_reports(park, policy, series, out, site_name=site.name, audit=audit)
+        notes: dict[str, list[str]] = {}
+        for note in computed.notes if computed is not None else ():
+            who, _, text = note.partition(": ")
+            notes.setdefault(who, []).append(text)
+        files = write_reports(park, policy, series, out, site_name=site.name, audit=audit, notes=notes)
     except (
         InputError,
         SettlementError,

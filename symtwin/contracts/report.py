@@ -25,7 +25,7 @@ import datetime as dt
 import html
 import io
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -233,11 +233,14 @@ def write_reports(
     *,
     site_name: str = "",
     audit: AuditLog | None = None,
+    notes: Mapping[str, Sequence[str]] | None = None,
 ) -> ReportFiles:
     """Write ``<out>/<party>/report.html``, ``settlement.csv``, ``series.csv`` and ``<out>/park/summary.*``.
 
     series: history samples to show (any tags); each party's copy goes through the policy first.
     audit: if given, each report is recorded as a share (recipient, tags with resolution, period).
+    notes: per party, how its counterfactual was built (notional units, units left out); shown in that
+    party's report only, since they name its plant.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     in_period = [s for s in series if park.start <= s.timestamp < park.end]
@@ -278,6 +281,15 @@ def write_reports(
                 "€",
             )
             + '">',
+            *(
+                [
+                    '<p class="note">Stand-alone park: '
+                    + "; ".join(html.escape(n) for n in (notes or {}).get(party, ()))
+                    + ".</p>"
+                ]
+                if (notes or {}).get(party)
+                else []
+            ),
             "<h2>Your contracts</h2>",
             _table(_EXCHANGE_HEADER, _exchange_rows(mine)) if mine else "<p>No contract in this period.</p>",
             "<h2>Park</h2>",

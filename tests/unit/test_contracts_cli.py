@@ -114,6 +114,10 @@ def test_settle_computes_what_the_inputs_leave_out(tmp_path, history, repo_root,
     with (tmp_path / "r" / "factory" / "settlement.csv").open(newline="") as f:
         rows = {(r["section"], r["item"], r["contract"]): float(r["value"]) for r in csv.DictReader(f)}
     assert rows[("party", "standalone_cost", "")] == 1.0
+    # how the utility's stand-alone park was built is in its report only (it names its plant)
+    assert "notional gas boiler" in (tmp_path / "r" / "utility" / "report.html").read_text()
+    assert "notional" not in (tmp_path / "r" / "factory" / "report.html").read_text()
+    assert "notional" not in (tmp_path / "r" / "park" / "summary.html").read_text()
 
 
 def test_settle_refuses_a_bad_inputs_value(tmp_path, history, repo_root, capsys):
