@@ -6,6 +6,8 @@ Per exchange and period (:func:`settle_exchange`):
 - energy payment ``Σ e_k·p_k`` with ``p_k`` from the price rule (:mod:`symtwin.contracts.pricing`);
 - above ``max_delivery_mwh`` the excess is delivered at the supplier's risk and not paid: the
   payment is scaled by ``max/E`` (so each step keeps its own price weight);
+- a settlement window that covers only part of a contract period (a day of a monthly contract) gets
+  the minimum and maximum pro-rated by the share of the period it covers (:func:`settle_park`);
 - take-or-pay: the receiver owes ``penalty·max(0, f·min_delivery − E)`` with ``f`` the
   take-or-pay fraction and ``penalty`` the penalty rate [€/MWh], or, without one, the period's
   energy-weighted average contract price (the plain mean of the step prices if nothing was
@@ -23,6 +25,7 @@ fairness reference.
 from __future__ import annotations
 
 import calendar
+import dataclasses
 import datetime as dt
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -378,6 +381,28 @@ class ParkSettlement:
         raise KeyError(f"unknown party {party!r}")
 
 
+def _pro_rated(terms: ContractTerms, a: float, b: float) -> ContractTerms:
+    """The terms for [a, b) when it is only part of a contract period (the settlement window starts or ends
+    inside it): minimum and maximum delivery scaled by the share of the period covered, so that settling a
+    month day by day, or a week split by two monthly runs, adds up to the contract's own quantities."""
+    d = dt.datetime.fromtimestamp(a, dt.UTC).date()
+    p0 = _period_start(d, terms.settlement_period)
+    p1 = _next_start(p0, terms.settlement_period)
+
+    def ts(x: dt.date) -> float:
+        return dt.datetime(x.year, x.month, x.day, tzinfo=dt.UTC).timestamp()
+
+    share = (b - a) / (ts(p1) - ts(p0))
+    if share >= 1.0 - 1e-12:
+        return terms
+    lo, hi = terms.min_delivery_mwh, terms.max_delivery_mwh
+    return dataclasses.replace(
+        terms,
+        min_delivery_mwh=None if lo is None else lo * share,
+        max_delivery_mwh=None if hi is None else hi * share,
+    )
+
+
 def exchange_game(
     parties: Sequence[str], settlements: Sequence[ExchangeSettlement], total_savings_eur: float
 ) -> Callable[[frozenset[str]], float]:
@@ -428,7 +453,7 @@ def settle_park(
             if who not in known:
                 raise SettlementError(f"contract {c.id}: party {who!r} has no ledger")
         for a, b in split_periods(start, end, c.settlement_period):
-            settlements.append(settle_exchange(c, histories[c.exchange], a, b))
+            settlements.append(settle_exchange(_pro_rated(c, a, b), histories[c.exchange], a, b))
 
     paid = dict.fromkeys(parties, 0.0)
     received = dict.fromkeys(parties, 0.0)

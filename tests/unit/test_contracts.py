@@ -266,7 +266,9 @@ def test_park_with_given_coalition_values_and_weekly_periods():
     }
     park = settle_park("2026-11", NOV_START, NOV_END, contracts, histories, ledgers, coalition_value=v)
     assert len(park.exchanges) == 6  # six ISO-week pieces of November 2026
-    assert sum(s.penalty_eur for s in park.exchanges) == pytest.approx(5.0)  # the 5 weeks with no delivery
+    # no delivery in four full weeks (1 MWh short each) and on Monday 30 November, 1/7 of its week: the
+    # minimum of a week the window only partly covers is pro-rated
+    assert sum(s.penalty_eur for s in park.exchanges) == pytest.approx(4.0 + 1.0 / 7.0)
     assert sum(p.savings_eur for p in park.parties) == pytest.approx(park.total_savings_eur)
     assert sum(p.shapley_eur for p in park.parties) == pytest.approx(4000.0)
     assert "supplied" in park.shapley_basis
@@ -279,6 +281,35 @@ def test_park_with_given_coalition_values_and_weekly_periods():
             histories,
             ledgers,
         )
+
+
+def test_a_day_of_a_monthly_contract_has_a_pro_rated_minimum():
+    contracts = [
+        ContractTerms(
+            "c",
+            "x",
+            "a",
+            "b",
+            FixedPrice(10.0),
+            min_delivery_mwh=300.0,
+            max_delivery_mwh=600.0,
+            penalty_eur_per_mwh=2.0,
+        )
+    ]
+    t = NOV_START + HOUR * np.arange(24)
+    histories = {"x": ExchangeHistory("x", t, np.full(24, 1.0))}  # 24 MWh on 1 November
+    ledgers = [PartyLedger("a", 0.0, 0.0), PartyLedger("b", 0.0, 0.0)]
+    day = settle_park("2026-11-01", NOV_START, NOV_START + 86400.0, contracts, histories, ledgers)
+    (s,) = day.exchanges
+    assert s.shortfall_mwh == 0.0 and s.penalty_eur == 0.0  # 24 MWh >= 300/30, the day's share
+    histories = {"x": ExchangeHistory("x", t, np.full(24, 0.25))}  # 6 MWh: 4 short of 300/30
+    (s,) = settle_park("d", NOV_START, NOV_START + 86400.0, contracts, histories, ledgers).exchanges
+    assert s.shortfall_mwh == pytest.approx(4.0) and s.penalty_eur == pytest.approx(8.0)
+    histories = {"x": ExchangeHistory("x", t, np.full(24, 1.0))}
+    (s,) = settle_park("d", NOV_START, NOV_START + 86400.0, contracts, histories, ledgers).exchanges
+    assert s.excess_mwh == pytest.approx(24.0 - 600.0 / 30)  # above the day's share of the maximum
+    month = settle_park("2026-11", NOV_START, NOV_END, contracts, histories, ledgers)
+    assert month.exchanges[0].shortfall_mwh == pytest.approx(300.0 - 24.0)  # a whole month: as written
 
 
 def test_allocated_savings_always_sum_to_the_park_total():
