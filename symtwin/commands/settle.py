@@ -51,7 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_argument(parser)
     parser.add_argument("--period", required=True, help="YYYY-MM (a month), YYYY-MM-DD or YYYY-Www")
     parser.add_argument(
-        "--inputs", type=Path, default=None, help="values overriding the computed ones (JSON, see above)"
+        "--inputs", type=Path, default=None, help="values overriding the computed ones (JSON, see below)"
     )
     parser.add_argument(
         "--coalitions",
@@ -253,6 +253,8 @@ def run(args: argparse.Namespace) -> int:
             if not isinstance(loaded, dict):
                 raise InputError("the top level must be an object")
             inputs = loaded
+        if not 0.0 < args.notional_efficiency <= 1.0:
+            raise InputError(f"--notional-efficiency {args.notional_efficiency}: must be within (0, 1]")
         computed = None
         if _needs_twin(inputs, parties, args.coalitions):
             t0 = time.perf_counter()
