@@ -42,6 +42,7 @@ from controllers.types import ControlResult, FloatArray, SolveStatus
 from twin.spec import ParkSpec, UnitSpec
 
 CP_WATER = 4186.0  # [J/(kg K)], liquid water 40-90 °C (IAPWS-95: 4.179-4.205)
+HEADER_MARGIN_PA = 0.1e5  # steam header held this far above its nominal pressure [Pa]
 
 
 class BaselineError(ValueError):
@@ -92,6 +93,31 @@ class Reading:
             if v is not None:
                 return v * scale
         return None
+
+    def forecast(self, forecasts: Mapping[str, FloatArray], k: int) -> float | None:
+        """Forecast entry ``k`` of the first name that has a forecast (held at its end), else None."""
+        for name, scale in self.names:
+            v = _series_at(forecasts.get(name), k)
+            if v is not None:
+                return v * scale
+        return None
+
+    def ahead(
+        self, state: Mapping[str, float], forecasts: Mapping[str, FloatArray], k: int, lead: int
+    ) -> float | None:
+        """Value ``lead`` steps after plan step ``k``: the forecast there, scaled by how far the measured
+        value is from the forecast now (a demand step the forecast does not know about persists)."""
+        if lead <= 0:
+            return self.value(state, forecasts, k)
+        now, f_now, f_then = (
+            self.value(state, forecasts, 0),
+            self.forecast(forecasts, 0),
+            self.forecast(forecasts, k + lead),
+        )
+        if f_then is None or now is None:
+            return self.value(state, forecasts, k)
+        ratio = now / f_now if f_now is not None and f_now > 0.0 else 1.0
+        return f_then * min(max(ratio, 0.5), 2.0)
 
 
 def _series_at(series: FloatArray | None, k: int) -> float | None:
@@ -186,6 +212,21 @@ class PressureTrim:
 
 
 @dataclass(frozen=True)
+class SupplyTrim:
+    """District-heating supply feedback, as a plant operator trims the dispatch: the heat target gets the
+    integral of G (``target_k`` - measured supply temperature at the consumers) over ``integral_time_s``,
+    G = heat demand / (``target_k`` - ``return_k``) [W/K] the network's flow times cp, bounded by
+    ``limit_w`` [W]. It makes up for what the rules cannot see (pipe losses, an exchanger recovering less
+    than its rating); the integral time is a few times the pipe's transport delay so the loop stays calm."""
+
+    supply: Reading
+    target_k: float
+    return_k: float
+    integral_time_s: float
+    limit_w: float
+
+
+@dataclass(frozen=True)
 class BaselineParams:
     """Everything the rules need. Setpoint names are ``"<unit>.<quantity>"``; ``setpoint_tags`` maps
     them to the tag ids the supervisor knows (setpoints without a tag are then not proposed).
@@ -200,6 +241,8 @@ class BaselineParams:
     peak_boilers: tuple[Boiler, ...] = ()
     steam_boilers: tuple[Boiler, ...] = ()
     pressure_trim: tuple[PressureTrim, ...] = ()
+    supply_trim: tuple[SupplyTrim, ...] = ()
+    heat_lead_steps: int = 0  # plan steps between making heat and its arrival at the consumers [-]
     heat_margin: float = 0.0  # share added to the heat demand for network losses the rules do not model [-]
     setpoint_tags: Mapping[str, str] | None = None
     step_s: float = 900.0
@@ -240,17 +283,21 @@ class BaselineController:
         self.params = params
         self._charging = {s.unit: False for s in params.storage}
         self._integral = [0.0 for _ in params.pressure_trim]  # pressure PI integrals [kg/s]
+        self._heat_integral = [0.0 for _ in params.supply_trim]  # supply-temperature integrals [W]
         self._last_now: float | None = None
+        self._last_heat_now: float | None = None
 
     def reset_warm_start(self) -> None:
         """Forget the thermostat and pressure-controller memory (the baseline's only state)."""
         self._charging = dict.fromkeys(self._charging, False)
         self._integral = [0.0 for _ in self._integral]
+        self._heat_integral = [0.0 for _ in self._heat_integral]
         self._last_now = None
+        self._last_heat_now = None
 
     def _trim(self, state: Mapping[str, float], forecasts: Mapping[str, FloatArray], now: float) -> float:
         """Steam correction from the header pressure controllers [kg/s]; updates their integrals."""
-        dt = 0.0 if self._last_now is None else min(max(now - self._last_now, 0.0), 3600.0)
+        dt = 0.0 if self._last_now is None else min(max(now - self._last_now, 0.0), self.params.step_s)
         self._last_now = now
         total = 0.0
         for i, trim in enumerate(self.params.pressure_trim):
@@ -265,6 +312,26 @@ class BaselineController:
             total += trim.gain_kg_s_per_pa * error + self._integral[i]
         return total
 
+    def _heat_trim(
+        self, heat_w: float, state: Mapping[str, float], forecasts: Mapping[str, FloatArray], now: float
+    ) -> float:
+        """Heat correction from the supply-temperature integrals [W]; updates them."""
+        dt = (
+            0.0
+            if self._last_heat_now is None
+            else min(max(now - self._last_heat_now, 0.0), self.params.step_s)
+        )
+        self._last_heat_now = now
+        total = 0.0
+        for i, trim in enumerate(self.params.supply_trim):
+            supply = trim.supply.value(state, forecasts, 0)
+            if supply is not None:  # no measurement: hold the integral
+                g = max(heat_w, 0.0) / max(trim.target_k - trim.return_k, 5.0)
+                step = g * (trim.target_k - supply) * dt / trim.integral_time_s
+                self._heat_integral[i] = min(max(self._heat_integral[i] + step, -trim.limit_w), trim.limit_w)
+            total += self._heat_integral[i]
+        return total
+
     def step(
         self, state: Mapping[str, float], forecasts: Mapping[str, FloatArray], now: float
     ) -> ControlResult:
@@ -275,8 +342,12 @@ class BaselineController:
         plans: list[_Dispatch] = []
         readings = (*p.heat_demand, *p.steam_demand)
         trim = self._trim(state, forecasts, now)
+        heat_now = [r.value(state, forecasts, 0) for r in p.heat_demand]
+        heat_trim = self._heat_trim(sum(v for v in heat_now if v is not None), state, forecasts, now)
         for k in range(n):
-            values = [r.value(state, forecasts, k) for r in readings]
+            # Heat made now reaches the consumers a transport delay later: dispatch for the demand then.
+            values = [r.ahead(state, forecasts, k, p.heat_lead_steps) for r in p.heat_demand]
+            values += [r.value(state, forecasts, k) for r in p.steam_demand]
             if any(v is None for v in values):
                 if k == 0:
                     missing = [r.names[0][0] for r, v in zip(readings, values, strict=True) if v is None]
@@ -288,7 +359,7 @@ class BaselineController:
                 break  # the forecasts end here, and so does the plan
             heat = sum(v for v in values[: len(p.heat_demand)] if v is not None)
             steam = sum(v for v in values[len(p.heat_demand) :] if v is not None) + trim
-            heat *= 1.0 + p.heat_margin
+            heat = heat * (1.0 + p.heat_margin) + heat_trim
             plans.append(self._dispatch(max(heat, 0.0), max(steam, 0.0), state, forecasts, k, charging))
             if k == 0:
                 self._charging = dict(charging)  # later steps are look-ahead: remember only the first
@@ -537,12 +608,51 @@ def from_park_spec(
         )
         for u in by_model.get("steam_consumer", [])
     )
-    # PI on the header pressure: 2 kg/s more steam per bar missing, integral time 10 min; a gentle trim
-    # on top of the demand forecast (10 kg/s per bar oscillates against the CHP's 10-minute lag)
+    # PI on the header pressure: 2 kg/s more steam per bar missing, integral time 30 min (twice the control
+    # period it runs at: 10 min overshot after a comms loss into a pressure swing of 12 -> 7.5 bar); a gentle
+    # trim on top of the demand forecast (10 kg/s per bar oscillates against the CHP's 10-minute lag). It holds
+    # the header HEADER_MARGIN_PA above nominal: the consumers' valves are sized for the nominal pressure,
+    # so every dip below it (sensor noise, a load step) leaves them short of steam.
     trims = tuple(
-        PressureTrim(Reading(((f"{u.name}.pressure", 1.0),)), u.params["nominal_pressure"], 2e-5, 600.0)
+        PressureTrim(
+            Reading(((f"{u.name}.pressure", 1.0),)),
+            u.params["nominal_pressure"] + HEADER_MARGIN_PA,
+            2e-5,
+            1800.0,
+        )
         for u in by_model.get("steam_header", [])
     )
+    # Supply feedback at the consumers, integral time 2 h (the transmission line delays a change by an
+    # hour or more), aiming 3 K above the nominal supply temperature the substations are sized for.
+    pipes = {c.source for c in spec.connections if c.target in {u.name for u in demands}}
+    supply_trims = tuple(
+        SupplyTrim(
+            Reading(
+                (
+                    *((f"{pipe}.outlet_temperature", 1.0) for pipe in pipes),
+                    (f"{u.name}.supply_temperature", 1.0),
+                )
+            ),
+            target_k=0.5 * (u.params["min_supply_temperature"] + u.params["max_supply_temperature"]) + 3.0,
+            return_k=u.params["return_temperature"],
+            integral_time_s=2 * 3600.0,
+            limit_w=0.2 * u.params["design_load"],
+        )
+        for u in demands
+    )
+    # The transmission line's transport delay at half the design flow, in plan steps.
+    lead = 0
+    for u in demands:
+        m_half = (
+            0.5
+            * u.params["design_load"]
+            / (CP_WATER * max(u.params["min_supply_temperature"] - u.params["return_temperature"], 5.0))
+        )
+        for pipe in pipes:
+            pp = spec.unit(pipe).params
+            if spec.unit(pipe).model == "dh_pipe" and m_half > 0:
+                mass = 1000.0 * math.pi / 4 * pp["inner_diameter"] ** 2 * pp["length"]
+                lead = max(lead, round(mass / m_half / step_s))
     params = BaselineParams(
         heat_demand=heat,
         steam_demand=steam_demand,
@@ -553,6 +663,8 @@ def from_park_spec(
         peak_boilers=tuple(peak),
         steam_boilers=tuple(backup),
         pressure_trim=trims,
+        supply_trim=supply_trims,
+        heat_lead_steps=lead,
         heat_margin=heat_margin,
         setpoint_tags=setpoint_tags,
         step_s=step_s,

@@ -99,6 +99,10 @@ class ScenarioModel(_Strict):
     controller: Literal["none", "baseline", "mpc"] = "none"
     mode: Literal["off", "shadow", "auto"] = "auto"
     freeze_window: int | None = Field(default=3, ge=2)
+    twin: Literal["estimator", "open_loop", "none"] = Field(
+        default="estimator",
+        description="the service's twin, as in `symtwin run`: the estimator (EKF), the open-loop tracker, or none",
+    )
     plant: PlantModel = PlantModel()
     events: list[EventModel] = []
     criteria: CriteriaModel = CriteriaModel()
@@ -142,6 +146,7 @@ class Scenario:
     criteria: CriteriaModel
     site: Any = field(repr=False)
     note: str = ""
+    twin: str = "estimator"
 
 
 def load_scenario(path: str | Path, config: str | Path | None = None) -> Scenario:
@@ -302,6 +307,7 @@ def load_scenario(path: str | Path, config: str | Path | None = None) -> Scenari
         model.criteria,
         site,
         note,
+        model.twin,
     )
 
 
@@ -437,6 +443,33 @@ def make_controller(kind: str, site: Any, step_s: float = 900.0) -> Any:
     raise ScenarioError(str(site.path), [f"unknown controller {kind!r} (use none, baseline or mpc)"])
 
 
+def make_twin(kind: str, site: Any, origin: float, t_start: float) -> Any:
+    """The service's twin for a scenario, built as ``symtwin run`` builds it (None for "none").
+
+    Without a twin the MPC sees only measured values: the district-heating pipe's temperature profile, which
+    it needs to predict what reaches the town over the next hour, is then unknown. The twin starts settled
+    at the profiles of ``t_start`` and follows the plant through the warm-up.
+    """
+    if kind == "none":
+        return None
+    from symtwin.runtime.estimator_tracker import EstimatorTracker
+    from symtwin.runtime.twin_tracker import ParkTracker, exchange_map
+    from twin.park import Park
+
+    park = Park.from_config(site)
+    # As the virtual plant starts: settled for six hours on the profiles with every setpoint at its safe value.
+    u = np.asarray(park.input_schedule()(t_start - origin), dtype=float).copy()
+    names = {n: i for i, n in enumerate(park.input_names)}
+    for t in site.tags.values():
+        if t.key in names and getattr(t, "safe_value_si", None) is not None:
+            u[names[t.key]] = t.safe_value_si
+    x0 = park.settle(u, duration=6 * 3600.0)
+    exchanges = exchange_map(site)
+    if kind == "open_loop":
+        return ParkTracker(park, origin, exchanges, x0=x0)
+    return EstimatorTracker.from_site(site, park, origin, exchanges, x0=x0)
+
+
 # ----------------------------------------------------------------------------------------------- running
 
 
@@ -507,6 +540,7 @@ async def run_scenario(
     sink = CountingSink()
     port = make_controller(scenario.controller, site, scenario.control_period_s)
     controller = SettledPort(port) if port is not None else None
+    twin = make_twin(scenario.twin, site, origin, t_start) if controller is not None else None
     params = ServiceParams(
         cycle_s=scenario.cycle_s,
         control_period_s=scenario.control_period_s,
@@ -520,7 +554,7 @@ async def run_scenario(
         controller=controller,
         writer=link,
         history=sink,
-        twin=None,
+        twin=twin,
         forecasts=_Forecasts(site, origin, plant) if controller is not None else None,
         mode=Mode(scenario.mode),
     )

@@ -311,6 +311,10 @@ class Service:
         state: dict[str, float] = {}
         if self.twin is not None:
             state.update({k: v for k, (v, _) in self.twin.estimates().items()})
+            # Distributed states too (pipe and tank profiles): the MPC predicts what reaches the town
+            # over the next hour from the pipe's temperature profile, which no sensor measures.
+            for unit, values in self.twin.unit_states().items():
+                state.update({f"{unit}.{q}": v for q, v in values.items()})
         state.update({self.site.tags[t].key: v for t, v in measured.items()
                       if t in self.measurement_tags and t not in self._health.problems})
         state.update(measured)

@@ -33,6 +33,16 @@ def inputs_at(schedule: Any, t0: float, index: Mapping[str, int], applied: Mappi
     return u
 
 
+def exchange_map(site: Any) -> dict[str, tuple[str, str, str]]:
+    """Exchange id -> (source unit, target unit, medium) of a loaded site, what :func:`exchange_flows` takes."""
+    exchanges = {}
+    for e in site.config.exchanges:
+        conn = site.connection_by_id[e.connection]
+        medium = next(c.medium for c in site.park_spec().connections if f"{c.source}.{c.source_port}" == conn.source)
+        exchanges[e.id] = (conn.source.split(".")[0], conn.target.split(".")[0], medium)
+    return exchanges
+
+
 def exchange_flows(values: Mapping[str, float],
                    exchanges: Mapping[str, tuple[str, str, str]]) -> dict[str, tuple[float, float | None]]:
     """Heat [W] and, for steam, mass flow [kg/s] of each exchange from named outputs.

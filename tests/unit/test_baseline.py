@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from controllers.baseline import CP_WATER, BaselineController, from_park_spec, from_site
+from controllers.baseline import CP_WATER, HEADER_MARGIN_PA, BaselineController, from_park_spec, from_site
 from controllers.supervisor import AlarmCode, Mode, Supervisor, SupervisorConfig
 from controllers.types import SetpointLimits, SolveStatus
 from twin.catalog import UNIT_MODELS
@@ -228,9 +228,15 @@ def test_header_pressure_pi_raises_steam_until_the_pressure_is_back() -> None:
     ctl = from_park_spec(spec, heat_margin=0.0)
     low = dict(state(10e6, steam_kg_s=30.0), **{"header.pressure": 9e5})
     first = ctl.step(low, {}, 0.0).objective_terms["steam_chp_kg_s"]
-    assert first == pytest.approx(30.0 + 2e-5 * 1e5)  # proportional part: 2 kg/s per bar
-    later = ctl.step(low, {}, 600.0).objective_terms["steam_chp_kg_s"]
-    assert later == pytest.approx(first + 2.0)  # one integral time later the integral adds as much again
+    error = 1e5 + HEADER_MARGIN_PA  # held HEADER_MARGIN_PA above nominal
+    assert first == pytest.approx(30.0 + 2e-5 * error)  # proportional part: 2 kg/s per bar
+    ti = ctl.params.pressure_trim[0].integral_time_s
+    assert ti >= 2 * ctl.params.step_s  # a PI sampled once per control period needs a longer integral time
+    later = ctl.step(low, {}, 900.0).objective_terms["steam_chp_kg_s"]
+    assert later == pytest.approx(first + 2e-5 * error * 900.0 / ti)  # the integral grows with time
+    # a long pause (comms loss) integrates at most one control period
+    paused = ctl.step(low, {}, 900.0 + 4 * 3600.0).objective_terms["steam_chp_kg_s"]
+    assert paused - later == pytest.approx(later - first)
     ctl.reset_warm_start()
     assert ctl.step(low, {}, 1200.0).objective_terms["steam_chp_kg_s"] == pytest.approx(first)
 
@@ -244,3 +250,65 @@ def test_steam_demand_forecast_wins_over_the_sagging_measured_flow(ctl: Baseline
 def test_heat_margin_covers_network_losses() -> None:
     r = from_park_spec(SPEC, heat_margin=0.05).step(state(20e6), {}, 0.0)
     assert r.objective_terms["heat_surplus_w"] == pytest.approx(21e6)
+
+
+def _with_pipe() -> ParkSpec:
+    """SPEC with the refinery's heat reaching the town through a 4 km DN500 line (about 785 t of water)."""
+    pipe = unit("line", "dh_pipe", length=4000.0, inner_diameter=0.5)
+    conns = tuple(c for c in SPEC.connections if c.target != "town")
+    return ParkSpec(
+        SPEC.name,
+        (*SPEC.units, pipe),
+        (*conns, conn("refinery", "heat_out", "line", "hot_in"), conn("line", "hot_out", "town", "heat_in")),
+    )
+
+
+def test_supply_trim_adds_heat_while_the_consumers_get_water_below_target() -> None:
+    ctl = from_park_spec(_with_pipe(), heat_margin=0.0)
+    trim = ctl.params.supply_trim[0]
+    town = next(u for u in SPEC.units if u.name == "town").params
+    assert trim.target_k == pytest.approx(
+        (town["min_supply_temperature"] + town["max_supply_temperature"]) / 2 + 3
+    )
+    cold = dict(state(20e6), **{"line.outlet_temperature": trim.target_k - 4.0})
+    first = ctl.step(cold, {}, 0.0).objective_terms["heat_surplus_w"]
+    assert first == pytest.approx(20e6)  # no time has passed: nothing integrated yet
+    later = ctl.step(cold, {}, 900.0).objective_terms["heat_surplus_w"]
+    g = 20e6 / (trim.target_k - trim.return_k)  # [W/K] the network's flow times cp
+    assert later - first == pytest.approx(g * 4.0 * 900.0 / trim.integral_time_s)
+    # a hot network takes it back; without a measurement the integral is held
+    hot = dict(state(20e6), **{"line.outlet_temperature": trim.target_k + 4.0})
+    assert ctl.step(hot, {}, 1800.0).objective_terms["heat_surplus_w"] == pytest.approx(first)
+    assert ctl.step(state(20e6), {}, 2700.0).objective_terms["heat_surplus_w"] == pytest.approx(first)
+
+
+def test_supply_trim_is_bounded() -> None:
+    ctl = from_park_spec(_with_pipe(), heat_margin=0.0)
+    trim = ctl.params.supply_trim[0]
+    frozen = dict(state(20e6), **{"line.outlet_temperature": trim.target_k - 30.0})
+    for k in range(40):  # 40 h of a large error: saturates at the limit
+        saturated = heat_terms(ctl.step(frozen, {}, 3600.0 * k))
+    # the same dispatch as for a demand larger by the limit, without any trim
+    plain = heat_terms(
+        from_park_spec(_with_pipe(), heat_margin=0.0).step(state(20e6 + trim.limit_w), {}, 0.0)
+    )
+    assert saturated == pytest.approx(plain)
+
+
+def test_heat_is_dispatched_for_the_demand_one_transport_delay_ahead() -> None:
+    ctl = from_park_spec(_with_pipe(), heat_margin=0.0, step_s=900.0)
+    # 785 t of water, half the design flow 100 MW / (cp 27 K) / 2 = 442 kg/s: 1776 s, two 15-min steps
+    assert ctl.params.heat_lead_steps == 2
+    demand = np.array([0.2, 0.2, 0.3, 0.3, 0.3])  # x 100 MW: a rise in 30 minutes
+    r = ctl.step(
+        {k: v for k, v in state(20e6).items() if k != "town.heat_flow"}, {"town_demand": demand}, 0.0
+    )
+    assert r.objective_terms["heat_surplus_w"] + r.objective_terms["heat_heat_pump_w"] == pytest.approx(30e6)
+
+
+def test_a_demand_the_forecast_does_not_know_persists_in_the_look_ahead() -> None:
+    ctl = from_park_spec(_with_pipe(), heat_margin=0.0, step_s=900.0)
+    demand = np.array([0.2, 0.2, 0.3, 0.3, 0.3])  # x 100 MW
+    measured = dict(state(26e6))  # 30 % above the 20 MW forecast now (a cold snap)
+    r = ctl.step(measured, {"town_demand": demand}, 0.0)
+    assert r.objective_terms["heat_surplus_w"] + r.objective_terms["heat_heat_pump_w"] == pytest.approx(39e6)
