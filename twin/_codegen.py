@@ -8,7 +8,9 @@ process with the same park loads it in well under a second.
 
 The generated module defines ``rhs(t, x, u, p, dx, y, b)`` (derivatives, outputs, balance terms),
 ``jac(t, x, u, p, f0, color, ncolor, indptr, indices, data)`` (colored finite differences into a CSC
-pattern) and ``_rhs`` (the plain source, for the plain-Python and CasADi back ends).
+pattern), ``_rhs`` (the plain source, for the plain-Python and CasADi back ends) and the compiled part
+of ``twin.integrate.Sdirk2``: ``drive`` (adaptive steps over a table of intervals), ``refactor``
+(LU in a fixed SuperLU pattern), ``lu_solve``, ``stage``, ``linear_start``.
 """
 
 from __future__ import annotations
@@ -77,23 +79,25 @@ jac = jit(_jac)
 """
 
 STEPPER = """
+SLOW_NEWTON = 6  # Newton iterations (both stages) above which the Jacobian is refreshed
 
 def _lu_solve(b, Lp, Li, Lx, Up, Ui, Ux, perm_r, perm_c, z, out):
-    # A = Pr^T L U Pc^T (SuperLU factors, sorted CSC): solve A out = b.
+    # A = Pr^T L U Pc^T (sorted CSC; L unit diagonal stored first, U diagonal stored last as 1 / u_jj):
+    # solve A out = b.
     n = b.shape[0]
     for j in range(n):
         z[perm_r[j]] = b[j]
     for j in range(n):
-        # L has its diagonal stored first in each column.
-        zj = z[j] / Lx[Lp[j]]
-        z[j] = zj
-        for k in range(Lp[j] + 1, Lp[j + 1]):
-            z[Li[k]] -= Lx[k] * zj
+        zj = z[j]
+        if zj != 0.0:
+            for k in range(Lp[j] + 1, Lp[j + 1]):
+                z[Li[k]] -= Lx[k] * zj
     for j in range(n - 1, -1, -1):
-        zj = z[j] / Ux[Up[j + 1] - 1]
+        zj = z[j] * Ux[Up[j + 1] - 1]
         z[j] = zj
-        for k in range(Up[j], Up[j + 1] - 1):
-            z[Ui[k]] -= Ux[k] * zj
+        if zj != 0.0:
+            for k in range(Up[j], Up[j + 1] - 1):
+                z[Ui[k]] -= Ux[k] * zj
     for i in range(n):
         out[i] = z[perm_c[i]]
 
@@ -110,27 +114,42 @@ def _inputs(tau, t_a, t_b, ua, ub, u):
 inputs = jit(_inputs)
 
 
-def _stage(tau, base, hg, u, X, p, Lp, Li, Lx, Up, Ui, Ux, perm_r, perm_c, f, y, bb, res, d, z, rtol, atol, maxit):
+def _wnorm(v, w):
+    # weighted root-mean-square norm
+    s = 0.0
+    for i in range(v.shape[0]):
+        r = v[i] / w[i]
+        s += r * r
+    return np.sqrt(s / max(v.shape[0], 1))
+
+
+wnorm = jit(_wnorm)
+
+
+def _stage(tau, base, hg, u, X, p, Lp, Li, Lx, Up, Ui, Ux, perm_r, perm_c, f, y, bb, res, d, z, w, ntol, maxit,
+           test_res):
+    # Modified Newton for X = base + hg f(X); f, bb end evaluated at the returned X.
+    # Converged when the weighted residual is below ntol (then no solve is needed: M^-1 does not amplify
+    # for this dissipative system), or, unless test_res, the weighted Newton correction is.
+    # Returns the iterations used, or -1 (no convergence, non-finite f).
     n = X.shape[0]
     prev = 1e300
     for it in range(1, maxit + 1):
         rhs(tau, X, u, p, f, y, bb)
-        ok = True
         for i in range(n):
-            res[i] = X[i] - base[i] - hg * f[i]
             if not (abs(f[i]) < 1e300):
-                ok = False
-        if not ok:
-            return -1
-        lu_solve(res, Lp, Li, Lx, Up, Ui, Ux, perm_r, perm_c, z, d)
-        nrm = 0.0
-        for i in range(n):
-            r = abs(d[i]) / (atol + rtol * abs(X[i]))
-            if r > nrm:
-                nrm = r
-        if nrm <= 1.0:
+                return -1
+            res[i] = X[i] - base[i] - hg * f[i]
+        nrm = wnorm(res, w)
+        if nrm <= ntol:
             return it
-        if it > 1 and nrm > 0.9 * prev:
+        lu_solve(res, Lp, Li, Lx, Up, Ui, Ux, perm_r, perm_c, z, d)
+        nd = wnorm(d, w)
+        if not test_res and nd <= ntol:
+            return it
+        # x_n+1 = X - res exactly (it is built from f(X)), so with test_res the residual must get small
+        nrm = max(nd, nrm) if test_res else nd
+        if it > 1 and nrm > 0.8 * prev:
             return -1
         prev = nrm
         for i in range(n):
@@ -141,13 +160,86 @@ def _stage(tau, base, hg, u, X, p, Lp, Li, Lx, Up, Ui, Ux, perm_r, perm_c, f, y,
 stage = jit(_stage)
 
 
-def _advance(x, t0, h, nsteps, t_a, t_b, ua, ub, p, Lp, Li, Lx, Up, Ui, Ux, perm_r, perm_c,
-             gamma, acc, rtol, atol, maxit):
-    # Fixed SDIRK2 steps (twin.integrate) from t0, x updated in place; returns (status, steps done).
-    # status 0: done; 1: Newton failed (refresh the Jacobian or shorten the step); 2: done but slowly.
+def _linear_start(X, base, hg, fk, dk, Jp, Ji, Jx, Lp, Li, Lx, Up, Ui, Ux, perm_r, perm_c, res, z, d):
+    # One Newton correction of X for X = base + hg f(X) with f(X) ~ fk + J dk (dk = X - Xk, f(Xk) = fk).
+    n = X.shape[0]
+    for i in range(n):
+        res[i] = X[i] - base[i] - hg * fk[i]
+    for jj in range(n):
+        c = hg * dk[jj]
+        if c != 0.0:
+            for q in range(Jp[jj], Jp[jj + 1]):
+                res[Ji[q]] -= Jx[q] * c
+    lu_solve(res, Lp, Li, Lx, Up, Ui, Ux, perm_r, perm_c, z, d)
+    for i in range(n):
+        X[i] -= d[i]
+
+
+linear_start = jit(_linear_start)
+
+
+def _refactor(c, Jp, Ji, Jx, perm_r, iperm_c, Lp, Li, Lx, Up, Ui, Ux, work, mark):
+    # Numeric LU of A = I - c J into the SuperLU pattern and pivot order of an earlier factor (left-looking,
+    # column by column). Returns False when A needs entries outside that pattern or a pivot is too small
+    # against its column (the caller then lets SuperLU pivot afresh).
+    n = Jp.shape[0] - 1
+    for i in range(n):
+        mark[i] = -1
+    for k in range(n):
+        for q in range(Up[k], Up[k + 1]):
+            mark[Ui[q]] = k
+            work[Ui[q]] = 0.0
+        for q in range(Lp[k], Lp[k + 1]):
+            mark[Li[q]] = k
+            work[Li[q]] = 0.0
+        jj = iperm_c[k]
+        for q in range(Jp[jj], Jp[jj + 1]):
+            r = perm_r[Ji[q]]
+            if mark[r] != k:
+                return False
+            work[r] = -c * Jx[q] + (1.0 if Ji[q] == jj else 0.0)
+        for q in range(Up[k], Up[k + 1] - 1):
+            kk = Ui[q]
+            ukk = work[kk]
+            Ux[q] = ukk
+            if ukk != 0.0:
+                for q2 in range(Lp[kk] + 1, Lp[kk + 1]):
+                    i = Li[q2]
+                    if mark[i] != k:
+                        return False
+                    work[i] -= Lx[q2] * ukk
+        piv = work[k]
+        big = 0.0
+        for q2 in range(Lp[k] + 1, Lp[k + 1]):
+            big = max(big, abs(work[Li[q2]]))
+        if not (abs(piv) > 1e-3 * big) or piv == 0.0:
+            return False
+        Ux[Up[k + 1] - 1] = 1.0 / piv
+        Lx[Lp[k]] = 1.0
+        inv = 1.0 / piv
+        for q2 in range(Lp[k] + 1, Lp[k + 1]):
+            Lx[q2] = work[Li[q2]] * inv
+    return True
+
+
+refactor = jit(_refactor)
+
+
+def _drive(x, edges, ur, ul, rows, xs, ys, p, Jp, Ji, Jx, color, ncolor, Lp, Li, Lx, Up, Ui, Ux, perm_r, perm_c,
+           iperm_c, gamma, st, ist, kp, acc, rtol, atol, ntol, maxit, h_max, fac_tol, adaptive):
+    # Adaptive SDIRK2 over the intervals [edges[j], edges[j+1]] (twin.integrate), x updated in place; inputs
+    # linear from ur[j] (right limit at edges[j]) to ul[j+1] (left limit at edges[j+1]). At an edge e with
+    # rows[e] >= 0 the state and outputs (inputs ur[e]) are stored in xs, ys. The Jacobian (Jx, colored
+    # differences) and the LU factors of I - h g J (in the given SuperLU pattern) are refreshed here.
+    # st: t, h proposal, h of the factor, h wanted (out), err of the last accepted step, first step after a
+    # jump of the inputs; ist: interval j, Jacobian fresh, want Jacobian, steps, rejected, Newton its,
+    # have kp, last rejected, first step after a jump, Jacobians, factorizations.
+    # Returns 0 done, 1 the pattern does not fit (SuperLU wanted for h = st[3] with the Jacobian in Jx),
+    # 3 step too small.
     n = x.shape[0]
-    hg = h * gamma
-    u = np.empty(ua.shape[0])
+    nu = ur.shape[1]
+    ne = edges.shape[0]
+    u = np.empty(nu)
     X = np.empty(n)
     base = np.empty(n)
     k1 = np.empty(n)
@@ -158,38 +250,151 @@ def _advance(x, t0, h, nsteps, t_a, t_b, ua, ub, p, Lp, Li, Lx, Up, Ui, Ux, perm
     res = np.empty(n)
     d = np.empty(n)
     z = np.empty(n)
-    slow = False
-    for s in range(nsteps):
-        t = t0 + s * h
-        inputs(t + hg, t_a, t_b, ua, ub, u)
-        # predictor: the first stage starts from the last step's end slope (one Newton iteration less)
+    w = np.empty(n)
+    e = np.empty(n)
+    mark = np.empty(n, dtype=np.int64)
+    j = ist[0]
+    t = st[0]
+    h = st[1]
+    hf = st[2]
+    while j < ne - 1:
+        a = edges[j]
+        b = edges[j + 1]
+        rem = b - t
+        if rem <= 1e-10 * max(1.0, abs(b)):
+            j += 1
+            t = b
+            if j < ne - 1:
+                for i in range(nu):
+                    if adaptive and ur[j, i] != ul[j, i]:
+                        ist[8] = 1  # the inputs jump here: restart with the step learnt at earlier jumps
+                        if st[5] > 0.0:
+                            h = min(h, st[5])
+                        break
+            if rows[j] >= 0:
+                for i in range(nu):
+                    u[i] = ur[j, i]
+                rhs(t, x, u, p, k1, y, b1)
+                for i in range(n):
+                    xs[rows[j], i] = x[i]
+                for i in range(y.shape[0]):
+                    ys[rows[j], i] = y[i]
+            continue
+        # equal steps to the end of the interval, none longer than the proposal
+        hs = min(h, h_max)
+        m = np.ceil(rem / hs - 1e-9)
+        hs = rem / max(m, 1.0)
+        if ist[2] == 1:
+            inputs(t, a, b, ur[j], ul[j + 1], u)
+            rhs(t, x, u, p, k1, y, b1)
+            jac(t, x, u, p, k1, color, ncolor, Jp, Ji, Jx)
+            ist[9] += 1
+            ist[1] = 1
+            ist[2] = 0
+            hf = -1.0
+        if not (abs(hs / hf - 1.0) <= fac_tol):
+            if not refactor(hs * gamma, Jp, Ji, Jx, perm_r, iperm_c, Lp, Li, Lx, Up, Ui, Ux, z, mark):
+                st[0] = t
+                st[1] = h
+                st[2] = -1.0
+                st[3] = hs
+                ist[0] = j
+                return 1
+            ist[10] += 1
+            hf = hs
+        hg = hs * gamma
         for i in range(n):
-            X[i] = x[i] + hg * k2[i] if s > 0 else x[i]
-        it1 = stage(t + hg, x, hg, u, X, p, Lp, Li, Lx, Up, Ui, Ux, perm_r, perm_c, k1, y, b1, res, d, z,
-                    rtol, atol, maxit)
-        if it1 < 0:
-            return 1, s
+            w[i] = atol + rtol * abs(x[i])
+        inputs(t + hg, a, b, ur[j], ul[j + 1], u)
+        # Starts of the stage Newton iterations: explicit predictors, then one Newton correction on the
+        # linearisation f(X) ~ f(Xk) + J (X - Xk) about a point where f is known (no evaluation), so the
+        # first evaluation is often already converged. Not across a jump of the inputs (f unknown there).
+        lin = ist[6] == 1 and ist[8] == 0
         for i in range(n):
-            base[i] = x[i] + h * (1.0 - gamma) * k1[i]
-            X[i] = base[i] + hg * k1[i]
-        inputs(t + h, t_a, t_b, ua, ub, u)
-        it2 = stage(t + h, base, hg, u, X, p, Lp, Li, Lx, Up, Ui, Ux, perm_r, perm_c, k2, y, b2, res, d, z,
-                    rtol, atol, maxit)
+            X[i] = x[i] + hg * kp[i] if lin else x[i]
+            d[i] = hg * kp[i]
+        if lin:
+            linear_start(X, x, hg, kp, d, Jp, Ji, Jx, Lp, Li, Lx, Up, Ui, Ux, perm_r, perm_c, res, z, e)
+        it1 = stage(t + hg, x, hg, u, X, p, Lp, Li, Lx, Up, Ui, Ux, perm_r, perm_c, k1, y, b1, res, d, z, w,
+                    ntol, maxit, False)
+        it2 = -1
+        if it1 > 0:
+            for i in range(n):
+                base[i] = x[i] + hs * (1.0 - gamma) * k1[i]
+                d[i] = X[i]
+                X[i] = base[i] + hg * k1[i]
+                d[i] = X[i] - d[i]
+            linear_start(X, base, hg, k1, d, Jp, Ji, Jx, Lp, Li, Lx, Up, Ui, Ux, perm_r, perm_c, res, z, e)
+            inputs(t + hs, a, b, ur[j], ul[j + 1], u)
+            it2 = stage(t + hs, base, hg, u, X, p, Lp, Li, Lx, Up, Ui, Ux, perm_r, perm_c, k2, y, b2, res, d, z,
+                        w, ntol, maxit, True)
         if it2 < 0:
-            return 1, s
-        w1 = h * (1.0 - gamma)
-        w2 = h * gamma
+            ist[4] += 1
+            ist[7] = 1
+            if ist[1] == 0:
+                ist[2] = 1  # a fresh Jacobian first, then a shorter step
+            else:
+                h = 0.5 * hs
+                if h < 1e-6:
+                    st[0] = t
+                    st[3] = hs
+                    ist[0] = j
+                    return 3
+            continue
+        ist[5] += it1 + it2
+        # error of the embedded first-order solution x + h k1, filtered by (I - h g J)^-1 (stiff components)
+        if adaptive:
+            for i in range(n):
+                res[i] = hg * (k2[i] - k1[i])
+            lu_solve(res, Lp, Li, Lx, Up, Ui, Ux, perm_r, perm_c, z, e)
+        err = wnorm(e, w) if adaptive else 0.0
+        if err > 1.0:
+            ist[4] += 1
+            ist[7] = 1
+            h = hs * max(0.2, 0.9 / np.sqrt(err))
+            continue
+        w1 = hs * (1.0 - gamma)
+        w2 = hs * gamma
         for i in range(n):
             x[i] = x[i] + w1 * k1[i] + w2 * k2[i]
+            kp[i] = k2[i]
         for i in range(4):
             acc[i] += w1 * b1[i] + w2 * b2[i]
-        acc[4] += it1 + it2
-        if it1 > 4 or it2 > 4:
-            slow = True
-    return (2 if slow else 0), nsteps
+        t += hs
+        ist[3] += 1
+        ist[6] = 1
+        ist[1] = 0
+        if not adaptive:
+            h = h_max
+            ist[7] = 0
+            if it1 + it2 > SLOW_NEWTON:
+                ist[2] = 1
+            continue
+        err = max(err, 1e-10)
+        fac = 0.9 / np.sqrt(err)
+        if ist[8] == 1:
+            st[5] = hs * min(3.0, max(0.2, fac))
+            ist[8] = 0
+        elif st[4] > 0.0:
+            # PI control (Gustafsson 1991): exponents 0.7 / 2 and 0.4 / 2 for an estimate of order 2
+            fac = 0.9 * err ** -0.35 * st[4] ** 0.2
+        fac = min(1.0 if ist[7] == 1 else 3.0, max(0.2, fac))
+        if fac < 1.0 or fac > 1.1:  # small growth is not worth a new factor
+            h = hs * fac
+        else:
+            h = max(h, hs)
+        ist[7] = 0
+        st[4] = err
+        if it1 + it2 > SLOW_NEWTON:
+            ist[2] = 1  # Newton slowed down: refresh the Jacobian before the next step
+    st[0] = t
+    st[1] = h
+    st[2] = hf
+    ist[0] = j
+    return 0
 
 
-advance = jit(_advance)
+drive = jit(_drive)
 """
 
 

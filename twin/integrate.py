@@ -1,4 +1,4 @@
-"""Integrators for the park: a fixed-step, L-stable SDIRK2 with sparse Newton, and a Radau reference.
+"""Integrators for the park: an adaptive, L-stable SDIRK2 with sparse Newton, and a Radau reference.
 
 The park is stiff when cells are small (a heat-exchanger cell of 10 kg passed by 500 kg/s has a time
 constant of 0.02 s) while the interesting dynamics are minutes to hours, so the scheme must be
@@ -8,21 +8,32 @@ gamma = 1 - 1/sqrt(2):
     X1 = x_n + h g f(t + g h, X1)
     X2 = x_n + h (1 - g) k1 + h g f(t + h, X2),   x_n+1 = x_n + h ((1 - g) k1 + g k2),   k_i = f(X_i)
 
-Stages are solved by (modified) Newton with M = I - h g J; J comes from colored finite differences over
-the compiled right-hand side (pattern probed once, ``probe_pattern``), M is factored by SuperLU and
-reused while Newton converges quickly. Because x_n+1 is built from the k_i and every energy term of f
-is linear in the states, the park's energy and mass balances close to rounding error; the boundary
-terms are integrated with the same weights. Steps end exactly on output times and input breakpoints
-(profile sample times), so jumps in the inputs fall on step boundaries.
+Step-size control: the embedded first-order solution x_n + h k1 gives the estimate h g (k2 - k1),
+filtered by (I - h g J)^-1 (Hairer & Wanner IV.8) so that damped stiff components do not shrink the step;
+weighted RMS norm with w_i = atol + rtol |x_i|, accepted when <= 1; PI controller (Gustafsson 1991).
+Steps end exactly on output times and input breakpoints (the rest of an interval is split into equal
+steps); where the inputs jump the step restarts at the size learnt at the last jump.
+
+Stages are solved by modified Newton with M = I - h g J, started from an explicit predictor plus one
+Newton correction on the linearisation about a point where f is known. J comes from colored finite
+differences over the compiled right-hand side (pattern probed once, ``probe_pattern``, cached on disk).
+SuperLU factors M once; later factors (new h or J) reuse its pivot order and fill pattern and are computed
+compiled (``refactor`` in the generated module), falling back to SuperLU if a pivot is unsuitable. Because
+x_n+1 is built from the k_i and every energy term of f is linear in the states, the park's energy and mass
+balances close to rounding error for any step sequence; the boundary terms are integrated with the same
+weights.
 
 Reference: R. Alexander, SIAM J. Numer. Anal. 14 (1977) 1006; E. Hairer, G. Wanner, Solving ODEs II,
-IV.6 (SDIRK) and IV.8 (Newton with frozen Jacobian).
+IV.6 (SDIRK), IV.8 (Newton with frozen Jacobian, error estimate); K. Gustafsson, ACM TOMS 17 (1991) 533
+(PI step-size control).
 """
 
 from __future__ import annotations
 
 import itertools
+import logging
 import math
+import os
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +44,13 @@ if TYPE_CHECKING:
     from twin.park import Park
 
 Array = npt.NDArray[np.float64]
+log = logging.getLogger(__name__)
 GAMMA = 1.0 - 1.0 / math.sqrt(2.0)
+DEFAULT_RTOL = 1.5e-5  # local error tolerance of Park.simulate / Park.step (twin_speed: outputs within 1e-3)
+NEWTON_TOL = 0.1  # Newton stops when the weighted correction is this fraction of the error tolerance
+FACTOR_TOL = 0.2  # a factor of I - h' g J serves steps h with |h / h' - 1| <= this (Newton rate <= 0.2)
+H_FIRST = 1.0  # first step of a fresh solver [s]
+FIXED_NEWTON_RTOL = 1e-6  # Newton weights of fixed steps (Sdirk2 without rtol)
 
 
 class IntegrationError(RuntimeError):
@@ -91,27 +108,49 @@ def probe_pattern(
 
 
 class Sdirk2:
-    """Fixed-step SDIRK2 for one park (see module doc); the steps run compiled, in the park's generated
-    module, and return here only to refresh the Jacobian or shorten a step."""
+    """SDIRK2 for one park (see module doc). The steps, the error test and the step-size control run
+    compiled, in the park's generated module; they return here only if SuperLU must pivot afresh.
 
-    def __init__(self, park: Park, rtol: float = 1e-6, atol: float = 1e-6, max_newton: int = 10) -> None:
-        import scipy.sparse as sp
-        from scipy.sparse.linalg import splu
+    With ``rtol`` [-] the steps are adaptive: ``rtol`` and ``atol`` [state units] weight the local error
+    estimate (weighted RMS norm, w_i = atol + rtol |x_i|), a step is accepted when the norm is <= 1.
+    Without (``rtol=None``) the steps are fixed, ``h_max`` or the interval split into equal parts, with
+    Newton converged to ``FIXED_NEWTON_RTOL``: results are then smooth in the parameters, which finite-
+    difference sensitivities (calibration) need. ``max_newton`` caps the Newton iterations per stage.
+    """
 
+    def __init__(
+        self,
+        park: Park,
+        rtol: float | None = None,
+        atol: float | None = None,
+        max_newton: int = 8,
+        newton_tol: float = NEWTON_TOL,
+    ) -> None:
         self.park = park
-        self._splu = splu
-        self._advance = park._module.advance
+        self._drive = park._module.drive
         self.p = park.params
         self.n = park.n_states
-        self.rtol, self.atol, self.max_newton = rtol, atol, max_newton
-        self._jac: Any = None
-        self._lu: dict[float, tuple[Any, ...]] = {}
-        self._jac_fresh = False
-        # integrated [net energy J, gross energy J, net mass kg, gross mass kg], Newton iterations
-        self.acc = np.zeros(5)
+        self.adaptive = rtol is not None
+        self.rtol = float(FIXED_NEWTON_RTOL if rtol is None else rtol)
+        self.atol = float(self.rtol if atol is None else atol)
+        self.max_newton = int(max_newton)
+        self.newton_tol = float(newton_tol)
+        self._pattern: tuple[Any, ...] = ()
+        self._jx = np.empty(0)  # Jacobian values in the park's sparsity pattern (CSC)
+        self._lu: tuple[Any, ...] | None = None  # L, U (CSC), perm_r, perm_c, inverse perm_c
+        self._hf = -1.0  # h of the current factor [s]
+        self._kp = np.zeros(park.n_states)  # slope at the end of the last step: the predictor
+        self.analyses = 0
+        # integrated [net energy J, gross energy J, net mass kg, gross mass kg]
+        self.acc = np.zeros(4)
         self.steps = 0
+        self.rejected = 0
+        self.newton_iterations = 0
         self.jac_evals = 0
-        self._eye = sp.identity(self.n, format="csc")
+        self.factorizations = 0
+        self._h = math.nan  # step proposal carried from one call to the next [s]
+        self._h_jump = 0.0  # first step after a jump of the inputs, learnt from the last jump [s]
+        self._u_last: Array | None = None
 
     @property
     def energy_in(self) -> float:
@@ -129,80 +168,145 @@ class Sdirk2:
     def mass_gross(self) -> float:
         return float(self.acc[3])
 
-    def _refresh_jacobian(self, t: float, x: Array, u: Array) -> None:
-        self._jac = self.park.jacobian_sparse(t, x, u, self.p)
-        self._lu.clear()
-        self._jac_fresh = True
+    def _start(self, t: float, x: Array, u: Array, h: float) -> None:
+        """Jacobian at the start, and the LU pivot order and pattern: from the park's cache if an earlier
+        process left one (the values are then computed by the compiled refactorization, which falls back
+        to SuperLU if the pivots do not suit), else from SuperLU (and cached)."""
+        self._pattern = self.park.sparsity()
+        jp, ji, color, ncolor = self._pattern
+        f0 = np.empty(self.n)
+        self.park._module.rhs(float(t), x, u, self.p, f0, np.empty(self.park.n_outputs), np.empty(4))
+        self._jx = np.empty(ji.shape[0])
+        self.park._module.jac(float(t), x, u, self.p, f0, color, ncolor, jp, ji, self._jx)
         self.jac_evals += 1
+        path = self.park.cache_file("lu")
+        try:
+            with np.load(path) as z:
+                lp, li, up, ui, pr, pc = (z[k] for k in ("lp", "li", "up", "ui", "perm_r", "perm_c"))
+            if pr.shape[0] == self.n:
+                self._lu = (
+                    lp,
+                    li,
+                    np.zeros(li.shape[0]),
+                    up,
+                    ui,
+                    np.zeros(ui.shape[0]),
+                    pr,
+                    pc,
+                    np.argsort(pc),
+                )
+                self._hf = -1.0  # values still to compute
+                return
+        except (OSError, KeyError, ValueError):
+            pass
+        self._analyse(h)
+        assert self._lu is not None
+        lp, li, _lx, up, ui, _ux, pr, pc, _ipc = self._lu
+        try:
+            tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
+            np.savez(tmp, lp=lp, li=li, up=up, ui=ui, perm_r=pr, perm_c=pc)
+            os.replace(tmp, path)
+        except OSError as exc:
+            log.debug("LU pattern cache not written: %s", exc)
 
-    def _factor(self, hg: float) -> tuple[Any, ...]:
-        key = round(hg, 9)
-        fac = self._lu.get(key)
-        if fac is None:
-            lu = self._splu((self._eye - hg * self._jac).tocsc(), options={"Equil": False})
-            low = lu.L.tocsc()
-            up = lu.U.tocsc()
-            low.sort_indices()
-            up.sort_indices()
-            fac = (
-                low.indptr.astype(np.int64),
-                low.indices.astype(np.int64),
-                low.data.copy(),
-                up.indptr.astype(np.int64),
-                up.indices.astype(np.int64),
-                up.data.copy(),
-                lu.perm_r.astype(np.int64),
-                lu.perm_c.astype(np.int64),
-            )
-            self._lu[key] = fac
-        return fac
+    def _analyse(self, h: float) -> None:
+        """SuperLU of I - h g J with the Jacobian in ``self._jx``: pivot order and fill pattern that the
+        compiled refactorization reuses for other h and later Jacobians."""
+        import scipy.sparse as sp
+        from scipy.sparse.linalg import splu
 
-    def _interval(
-        self, x: Array, a: float, z: float, ua: Array, ub: Array, h_max: float, depth: int = 0
+        jp, ji, _color, _nc = self._pattern
+        data = -(h * GAMMA) * self._jx
+        cols = np.repeat(np.arange(self.n), np.diff(jp))
+        data[ji == cols] += 1.0
+        # every entry of the pattern stays structural (an entry that is zero now need not be later)
+        data[data == 0.0] = 1e-13 * np.max(np.abs(data))
+        lu = splu(sp.csc_matrix((data, ji, jp), shape=(self.n, self.n)), options={"Equil": False})
+        low = lu.L.tocsc()
+        up = lu.U.tocsc()
+        low.sort_indices()
+        up.sort_indices()
+        perm_c = lu.perm_c.astype(np.int64)
+        # the compiled solve wants L with a unit diagonal and U with 1 / u_jj on its diagonal
+        ldata = low.data / np.repeat(low.data[low.indptr[:-1]], np.diff(low.indptr))
+        udata = up.data.copy()
+        udata[up.indptr[1:] - 1] = 1.0 / udata[up.indptr[1:] - 1]
+        self._lu = (
+            low.indptr.astype(np.int64),
+            low.indices.astype(np.int64),
+            ldata,
+            up.indptr.astype(np.int64),
+            up.indices.astype(np.int64),
+            udata,
+            lu.perm_r.astype(np.int64),
+            perm_c,
+            np.argsort(perm_c).astype(np.int64),
+        )
+        self._hf = h
+        self.analyses += 1
+
+    def run(
+        self,
+        x: Array,
+        edges: Array,
+        u_right: Array,
+        u_left: Array,
+        h_max: float,
+        rows: npt.NDArray[np.int64] | None = None,
+        xs: Array | None = None,
+        ys: Array | None = None,
+        fresh: bool = False,
     ) -> None:
-        """Advance x in place over [a, z] (no input breakpoint inside) with inputs linear from ua to ub."""
-        n = max(1, math.ceil((z - a) / h_max - 1e-9))
-        h = (z - a) / n
-        done = 0
-        while done < n:
-            t = a + done * h
-            if self._jac is None:
-                self._refresh_jacobian(t, x, ua + (ub - ua) * ((t - a) / (z - a)))
-            fac = self._factor(h * GAMMA)
-            status, k = self._advance(
-                x,
-                t,
-                h,
-                n - done,
-                a,
-                z,
-                ua,
-                ub,
-                self.p,
-                *fac,
-                GAMMA,
-                self.acc,
-                self.rtol,
-                self.atol,
-                self.max_newton,
-            )
-            done += k
-            self.steps += k
-            if k > 0:
-                self._jac_fresh = False
-            if status == 2:
-                self._jac = None
-            elif status == 1:
-                if not self._jac_fresh:
-                    self._jac = None
-                    continue
-                # a fresh Jacobian did not help: halve the failing step (it starts after the k done)
-                ts = a + done * h
-                if depth > 12:
-                    raise IntegrationError(f"Newton failed at t = {ts:.6g} s even with step {h:.3g} s")
-                w0, w1 = (ts - a) / (z - a), (ts + h - a) / (z - a)
-                self._interval(x, ts, ts + h, ua + (ub - ua) * w0, ua + (ub - ua) * w1, h / 2, depth + 1)
-                done += 1
+        """Advance ``x`` in place from ``edges[0]`` to ``edges[-1]`` [s], steps ending on every edge; inputs
+        linear from ``u_right[j]`` to ``u_left[j + 1]`` on [edges[j], edges[j + 1]] (equal rows: held).
+        Where ``rows[e] >= 0`` the state and the outputs (inputs ``u_right[e]``) go to ``xs``, ``ys``.
+        ``fresh``: forget the step size and Jacobian of earlier calls, so that the result depends on the
+        arguments only (not on what the solver did before)."""
+        if fresh:
+            self._h, self._h_jump, self._u_last = math.nan, 0.0, None
+        ne = edges.shape[0]
+        if rows is None or xs is None or ys is None:
+            rows = -np.ones(ne, dtype=np.int64)
+            xs = np.empty((0, self.n))
+            ys = np.empty((0, self.park.n_outputs))
+        h0 = self._h if self._h == self._h else min(h_max, H_FIRST)
+        if not self.adaptive:
+            h0 = h_max
+        jump = self._u_last is None or not np.array_equal(self._u_last, u_left[0])
+        jump = jump or not np.array_equal(u_left[0], u_right[0])
+        if jump and self._h_jump > 0.0:
+            h0 = min(h0, self._h_jump)
+        ist = np.zeros(11, dtype=np.int64)
+        ist[8] = int(jump)
+        if self._lu is None:
+            self._start(edges[0], x, u_right[0], h0)
+            ist[1] = 1  # fresh Jacobian
+        elif fresh:
+            ist[2] = 1  # a Jacobian at the start, then its factor
+        st = np.array([edges[0], h0, self._hf, h0, 0.0, self._h_jump, h0])
+        jp, ji, color, ncolor = self._pattern
+        while True:
+            assert self._lu is not None
+            status = self._drive(
+                x, edges, u_right, u_left, rows, xs, ys, self.p, jp, ji, self._jx, color, ncolor, *self._lu,
+                GAMMA, st, ist, self._kp, self.acc, self.rtol, self.atol, self.newton_tol, self.max_newton,
+                float(h_max), FACTOR_TOL, self.adaptive,
+            )  # fmt: skip
+            if status == 0:
+                break
+            if status == 3:
+                raise IntegrationError(f"Newton failed at t = {st[0]:.6g} s even with step {st[3]:.3g} s")
+            self._analyse(float(st[3]))  # the Jacobian changed its pattern of pivots: SuperLU afresh
+            st[2] = self._hf
+        self._hf = float(st[2])
+        self.steps += int(ist[3])
+        self.rejected += int(ist[4])
+        self.newton_iterations += int(ist[5])
+        self.jac_evals += int(ist[9])
+        self.factorizations += int(ist[10])
+        self._h = float(st[1])
+        self._h_jump = float(st[5])
+        self._u_last = u_left[-1].copy()
 
     def advance(
         self,
@@ -217,17 +321,13 @@ class Sdirk2:
         ``u_of(t, left=False)`` gives the inputs; ``left=True`` the left limit (before a jump)."""
         x = np.array(x, dtype=float)
         bs = [float(b) for b in breaks if t0 < b < t1] if len(breaks) else []
-        edges = [t0, *bs, t1]
-        for a, z in itertools.pairwise(edges):
-            if z - a > 1e-9:
-                self._interval(
-                    x,
-                    a,
-                    z,
-                    np.asarray(u_of(a), dtype=float),
-                    np.asarray(u_of(z, left=True), dtype=float),
-                    h_max,
-                )
+        edges = np.array([t0, *bs, t1], dtype=float)
+        edges = edges[np.concatenate([[True], np.diff(edges) > 1e-9])]
+        if edges.shape[0] < 2:
+            return x
+        u_right = np.array([np.asarray(u_of(float(t)), dtype=float) for t in edges])
+        u_left = np.array([np.asarray(u_of(float(t), left=True), dtype=float) for t in edges])
+        self.run(x, edges, u_right, u_left, h_max)
         return x
 
 

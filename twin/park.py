@@ -25,8 +25,10 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -117,6 +119,7 @@ class SimResult:
     energy_error: float  # |E_end - E_0 - integral of boundary terms| / integral of |terms|
     mass_error: float
     steps: int
+    rejected: int = 0  # steps the error test (or Newton) turned down
 
     def column(self, name: str) -> Array:
         """One named state, output or input over time."""
@@ -235,10 +238,40 @@ class Park:
     def sparsity(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64], int]:
         """Jacobian pattern as CSC (indptr, indices) plus a column coloring (color per column, count)."""
         if self._pattern is None:
-            from twin.integrate import probe_pattern
-
-            self._pattern = probe_pattern(self)
+            self._pattern = self._cached_pattern()
         return self._pattern
+
+    def cache_file(self, kind: str) -> Path:
+        """A file beside the generated module for data derived from this park (its source, x0, default
+        inputs and parameters), e.g. the Jacobian pattern or the LU pivot order."""
+        import hashlib
+
+        key = hashlib.sha256(
+            b"".join(np.ascontiguousarray(a).tobytes() for a in (self.x0, self.u_default, self.params))
+        ).hexdigest()[:16]
+        return Path(self._module.__file__ or "").with_suffix(f".{kind}-{key}.npz")
+
+    def _cached_pattern(
+        self,
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64], int]:
+        """The probed pattern, kept beside the generated module (keyed by its source, x0, inputs and
+        parameters): probing costs ~1,600 rhs calls, a noticeable part of a second process's start."""
+        from twin.integrate import probe_pattern
+
+        path = self.cache_file("pattern")
+        try:
+            with np.load(path) as z:
+                return z["indptr"], z["indices"], z["color"], int(z["ncolor"])
+        except (OSError, KeyError, ValueError):
+            pass
+        pattern = probe_pattern(self)
+        try:
+            tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
+            np.savez(tmp, indptr=pattern[0], indices=pattern[1], color=pattern[2], ncolor=pattern[3])
+            os.replace(tmp, path)
+        except OSError as exc:  # a read-only cache only costs the probing next time
+            log.debug("pattern cache not written: %s", exc)
+        return pattern
 
     def jacobian_sparse(
         self, t: float, x: npt.ArrayLike, u: npt.ArrayLike, p: npt.ArrayLike | None = None
@@ -312,16 +345,18 @@ class Park:
         dt_out: float = 60.0,
         x0: npt.ArrayLike | None = None,
         t0: float = 0.0,
-        h_max: float = 30.0,
+        h_max: float = 300.0,
         progress: Callable[[float], None] | None = None,
+        rtol: float | None = None,
     ) -> SimResult:
         """Integrate from ``t0`` to ``t_end`` [s]; sample states, outputs and inputs every ``dt_out`` [s].
 
         ``inputs`` maps input names to a constant, a :class:`Profile`, ``(times, values)`` or a callable
-        of t; unnamed inputs follow the spec's profiles or their defaults. ``progress(fraction)`` is
-        called after every output sample.
+        of t; unnamed inputs follow the spec's profiles or their defaults. Steps are sized by the local
+        error estimate (``rtol``, default ``twin.integrate.DEFAULT_RTOL``), at most ``h_max`` [s], and end
+        on output times and input breakpoints. ``progress(fraction)`` is called as output samples are done.
         """
-        from twin.integrate import Sdirk2
+        from twin.integrate import DEFAULT_RTOL, Sdirk2
 
         sched = inputs if isinstance(inputs, InputSchedule) else self.input_schedule(inputs)
         x = self.x0.copy() if x0 is None else np.array(x0, dtype=float)
@@ -331,21 +366,25 @@ class Park:
         u_right = sched.table(edges)
         u_left = sched.table(edges, left=True)
         out_at = np.searchsorted(edges, ts)
+        rows = -np.ones(edges.shape[0], dtype=np.int64)
+        rows[out_at] = np.arange(n_out)
         xs = np.empty((n_out, self.n_states))
         ys = np.empty((n_out, self.n_outputs))
         us = u_right[out_at]
-        solver = Sdirk2(self)
+        solver = Sdirk2(self, rtol=DEFAULT_RTOL if rtol is None else float(rtol))
         e0 = self.stored_energy(x)
         m0 = self.stored_mass(x)
         xs[0], ys[0] = x, self.outputs(x, us[0])
-        k = 1
-        for j in range(1, edges.shape[0]):
-            solver._interval(x, float(edges[j - 1]), float(edges[j]), u_right[j - 1], u_left[j], h_max)
-            if k < n_out and out_at[k] == j:
-                xs[k], ys[k] = x, self.outputs(x, us[k])
-                if progress is not None:
-                    progress(k / (n_out - 1))
-                k += 1
+        # without a progress callback the whole run is one compiled call; with one, ~100 chunks
+        chunk = edges.shape[0] if progress is None else max(1, n_out // 100)
+        k = 0
+        while k < n_out - 1:
+            k1 = min(k + chunk, n_out - 1)
+            sl = slice(int(out_at[k]), int(out_at[k1]) + 1)
+            solver.run(x, edges[sl], u_right[sl], u_left[sl], h_max, rows[sl], xs, ys)
+            k = k1
+            if progress is not None:
+                progress(k / (n_out - 1))
         e_err = abs(self.stored_energy(x) - e0 - solver.energy_in) / max(solver.energy_gross, 1e-30)
         m_err = abs(self.stored_mass(x) - m0 - solver.mass_in) / max(solver.mass_gross, 1e-30)
         return SimResult(
@@ -359,6 +398,7 @@ class Park:
             e_err,
             m_err,
             solver.steps,
+            solver.rejected,
         )
 
     def settle(
@@ -366,20 +406,30 @@ class Park:
     ) -> Array:
         """State after ``duration`` [s] with inputs ``u`` held (default: the defaults): a consistent start."""
         ua = self.u_default if u is None else np.asarray(u, dtype=float)
-        return self.step(self.x0 if x0 is None else x0, ua, duration, h_max=60.0)
+        return self.step(self.x0 if x0 is None else x0, ua, duration, h_max=600.0)
 
-    def step(self, x: npt.ArrayLike, u: npt.ArrayLike, dt: float, h_max: float = 30.0) -> Array:
-        """Advance state ``x`` by ``dt`` [s] with inputs ``u`` held constant (for the live service)."""
-        from twin.integrate import Sdirk2
+    def step(
+        self, x: npt.ArrayLike, u: npt.ArrayLike, dt: float, h_max: float = 300.0, rtol: float | None = None
+    ) -> Array:
+        """Advance state ``x`` by ``dt`` [s] with inputs ``u`` held constant (for the live service).
 
+        Adaptive steps (local error ``rtol``, default ``twin.integrate.DEFAULT_RTOL``). The solver is kept
+        between calls (no set-up, no SuperLU), but each call starts with a fresh Jacobian and step size, so
+        the result depends on the arguments only."""
+        from twin.integrate import DEFAULT_RTOL, Sdirk2
+
+        tol = DEFAULT_RTOL if rtol is None else float(rtol)
         solver = getattr(self, "_step_solver", None)
-        if solver is None:
-            solver = Sdirk2(self)
+        if solver is None or solver.rtol != tol:
+            solver = Sdirk2(self, rtol=tol)
             self._step_solver = solver
+        xa = np.array(x, dtype=float)
+        if dt <= 0.0:
+            return xa
         ua = np.asarray(u, dtype=float)
-        return solver.advance(
-            np.asarray(x, dtype=float), 0.0, float(dt), lambda _t, left=False: ua, h_max, ()
-        )
+        table = np.vstack([ua, ua])
+        solver.run(xa, np.array([0.0, float(dt)]), table, table, h_max, fresh=True)
+        return xa
 
 
 def _at(prof: Profile, left: bool = False) -> Callable[[float], float]:

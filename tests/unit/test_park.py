@@ -82,7 +82,9 @@ def test_step_matches_simulate_with_constant_inputs(park: Park) -> None:
     u = park.u_default
     x1 = park.step(park.x0, u, 600.0)
     res = park.simulate(600.0, {n: float(v) for n, v in zip(park.input_names, u, strict=True)}, dt_out=600.0)
-    np.testing.assert_allclose(x1, res.x[-1], rtol=1e-9)
+    # step() keeps its solver (and step size) between calls, simulate() starts afresh: the step sequences
+    # differ, so the two agree within the integration tolerance, not to rounding
+    np.testing.assert_allclose(x1, res.x[-1], rtol=2e-5)
 
 
 def test_plain_and_compiled_park_rhs_agree(park: Park) -> None:
@@ -138,7 +140,7 @@ def test_failed_newton_shortens_the_step_and_keeps_the_result(park: Park) -> Non
     sched = park.input_schedule()
     ref = Sdirk2(park)
     x_ref = ref.advance(park.x0, 0.0, 600.0, sched, 30.0, ())
-    tight = Sdirk2(park, max_newton=2)  # too few iterations for 30 s steps: steps get halved
+    tight = Sdirk2(park, max_newton=1)  # Newton must converge at once: steps get halved
     x = tight.advance(park.x0, 0.0, 600.0, sched, 30.0, ())
     assert tight.steps > ref.steps
     np.testing.assert_allclose(x, x_ref, rtol=2e-4)
