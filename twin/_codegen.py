@@ -114,11 +114,11 @@ def _inputs(tau, t_a, t_b, ua, ub, u):
 inputs = jit(_inputs)
 
 
-def _wnorm(v, w):
-    # weighted root-mean-square norm
+def _wnorm(v, iw):
+    # weighted root-mean-square norm; iw holds the inverse weights
     s = 0.0
     for i in range(v.shape[0]):
-        r = v[i] / w[i]
+        r = v[i] * iw[i]
         s += r * r
     return np.sqrt(s / max(v.shape[0], 1))
 
@@ -129,18 +129,22 @@ wnorm = jit(_wnorm)
 def _stage(tau, base, hg, u, X, p, Lp, Li, Lx, Up, Ui, Ux, perm_r, perm_c, f, y, bb, res, d, z, w, ntol, maxit,
            test_res):
     # Modified Newton for X = base + hg f(X); f, bb end evaluated at the returned X.
-    # Converged when the weighted residual is below ntol (then no solve is needed: M^-1 does not amplify
+    # w: inverse weights. Converged when the weighted residual is below ntol (then no solve is needed: M^-1 does not amplify
     # for this dissipative system), or, unless test_res, the weighted Newton correction is.
     # Returns the iterations used, or -1 (no convergence, non-finite f).
     n = X.shape[0]
     prev = 1e300
     for it in range(1, maxit + 1):
         rhs(tau, X, u, p, f, y, bb)
+        s = 0.0
         for i in range(n):
             if not (abs(f[i]) < 1e300):
                 return -1
-            res[i] = X[i] - base[i] - hg * f[i]
-        nrm = wnorm(res, w)
+            r = X[i] - base[i] - hg * f[i]
+            res[i] = r
+            r *= w[i]
+            s += r * r
+        nrm = np.sqrt(s / n)
         if nrm <= ntol:
             return it
         lu_solve(res, Lp, Li, Lx, Up, Ui, Ux, perm_r, perm_c, z, d)
@@ -304,7 +308,7 @@ def _drive(x, edges, ur, ul, rows, xs, ys, p, Jp, Ji, Jx, color, ncolor, Lp, Li,
             hf = hs
         hg = hs * gamma
         for i in range(n):
-            w[i] = atol + rtol * abs(x[i])
+            w[i] = 1.0 / (atol + rtol * abs(x[i]))
         inputs(t + hg, a, b, ur[j], ul[j + 1], u)
         # Starts of the stage Newton iterations: explicit predictors, then one Newton correction on the
         # linearisation f(X) ~ f(Xk) + J (X - Xk) about a point where f is known (no evaluation), so the
