@@ -79,7 +79,7 @@ jac = jit(_jac)
 """
 
 STEPPER = """
-SLOW_NEWTON = 6  # Newton iterations (both stages) above which the Jacobian is refreshed
+SLOW_NEWTON = 3  # Newton evaluations (both stages) above which the Jacobian is refreshed
 
 def _lu_solve(b, Lp, Li, Lx, Up, Ui, Ux, perm_r, perm_c, z, out):
     # A = Pr^T L U Pc^T (sorted CSC; L unit diagonal stored first, U diagonal stored last as 1 / u_jj):

@@ -48,7 +48,7 @@ log = logging.getLogger(__name__)
 GAMMA = 1.0 - 1.0 / math.sqrt(2.0)
 DEFAULT_RTOL = 1.5e-5  # local error tolerance of Park.simulate / Park.step (twin_speed: outputs within 1e-3)
 NEWTON_TOL = 0.1  # Newton stops when the weighted correction is this fraction of the error tolerance
-FACTOR_TOL = 0.2  # a factor of I - h' g J serves steps h with |h / h' - 1| <= this (Newton rate <= 0.2)
+FACTOR_TOL = 0.05  # a factor of I - h' g J serves steps h with |h / h' - 1| <= this
 H_FIRST = 1.0  # first step of a fresh solver [s]
 FIXED_NEWTON_RTOL = 1e-6  # Newton weights of fixed steps (Sdirk2 without rtol)
 
