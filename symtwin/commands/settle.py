@@ -255,6 +255,11 @@ def run(args: argparse.Namespace) -> int:
             inputs = loaded
         if not 0.0 < args.notional_efficiency <= 1.0:
             raise InputError(f"--notional-efficiency {args.notional_efficiency}: must be within (0, 1]")
+        for who, entry in inputs.get("parties", {}).items():  # fail on a bad value before any twin run
+            if who not in parties or not isinstance(entry, dict):
+                raise InputError(f"parties.{who}: expected an object for a party of the site")
+            for key in entry:
+                _num(entry, key, f"parties.{who}")
         computed = None
         if _needs_twin(inputs, parties, args.coalitions):
             t0 = time.perf_counter()
