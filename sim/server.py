@@ -226,15 +226,31 @@ class PlantServer:
     def _on_write(self, event: Any, _dispatcher: Any) -> None:
         """Apply each successful client write to a setpoint node at once (asyncua's PostWrite callback)."""
         changed: dict[str, float] = {}
+        restamp: list[tuple[ua.NodeId, ua.Variant]] = []
+        extra = {nid for nid, _ in self._extra.values()}
         for wv, status in zip(event.request_params.NodesToWrite, event.response_params, strict=False):
-            tag = self._setpoint_nodes.get(wv.NodeId)
-            if tag is None or wv.AttributeId != ua.AttributeIds.Value or not status.is_good():
+            if wv.AttributeId != ua.AttributeIds.Value or not status.is_good() or wv.Value.Value is None:
                 continue
-            value = wv.Value.Value.Value if wv.Value.Value is not None else None
-            if isinstance(value, int | float):
+            tag = self._setpoint_nodes.get(wv.NodeId)
+            if tag is not None or wv.NodeId in extra:
+                restamp.append((wv.NodeId, wv.Value.Value))
+            value = wv.Value.Value.Value
+            if tag is not None and isinstance(value, int | float):
                 changed[tag.id] = tag.to_si(float(value))
         if changed:
             self.plant.apply(changed)
+        if restamp and self._server is not None:
+            # Clients write values without timestamps and the server stamps them with the wall clock; the
+            # read-back (and the heartbeat) must carry plant time like every measurement does.
+            asyncio.get_running_loop().create_task(self._restamp(self._server, restamp, self.clock.now()))
+
+    @staticmethod
+    async def _restamp(server: Server, values: list[tuple[ua.NodeId, ua.Variant]], now: float) -> None:
+        stamp = _stamp(now)
+        for nid, variant in values:
+            await server.write_attribute_value(
+                nid, ua.DataValue(variant, SourceTimestamp=stamp, ServerTimestamp=stamp)
+            )
 
     async def _publish(self, server: Server, now: float) -> None:
         stamp = _stamp(now)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import datetime as dt
 import logging
 import math
 import time
@@ -204,3 +205,44 @@ async def test_restarting_the_server_keeps_one_plant_loop(tmp_path: Path) -> Non
         assert server.serving
     finally:
         await server.close()
+
+
+async def test_a_written_setpoint_reads_back_with_plant_time() -> None:
+    """The read-back of a setpoint node (and the heartbeat node) carries the plant's clock, as measurements do,
+    not the wall clock the server would stamp a timestamp-less client write with."""
+    from asyncua import Client
+
+    site = load_site(REPO / "configs" / "demo.yaml")
+    clock = ScaledClock(start=1_627_768_800.0, speed=60.0)  # 2021-08-01: years before the wall clock
+    plant = VirtualPlant.from_site(site, start=clock.now(), params=PlantParams(settle_s=0.0))
+    server = plant_server_for(site, plant, clock=clock, port=free_port(), step_s=5.0)
+    await server.start()
+    try:
+        tag = next(t for t in plant.setpoint_tags if t.node_id)
+        async with Client(server.endpoint, timeout=15) as client:
+            node = client.get_node(tag.node_id)
+            vtype = (await node.read_data_value()).Value.VariantType
+            assert tag.bounds_si is not None
+            mid = tag.to_eng(0.5 * (tag.bounds_si[0] + tag.bounds_si[1]))
+            await node.write_value(ua.DataValue(ua.Variant(mid, vtype)))
+            t_written = clock.now()
+
+            async def stamp() -> float:
+                dv = await node.read_data_value()
+                return dv.SourceTimestamp.replace(tzinfo=dt.UTC).timestamp()
+
+            await wait_for_async(lambda: stamp(), lambda ts: abs(ts - t_written) < 120.0, 5.0)
+            assert abs(await stamp() - time.time()) > 86400.0  # not the wall clock
+    finally:
+        await server.close()
+
+
+async def wait_for_async(get: Callable[[], object], ok: Callable[[float], bool], timeout_s: float) -> None:
+    t0 = time.monotonic()
+    while True:
+        value = await get()  # type: ignore[misc]
+        if ok(value):
+            return
+        if time.monotonic() - t0 > timeout_s:
+            raise AssertionError(f"timed out: last value {value}")
+        await asyncio.sleep(0.05)
