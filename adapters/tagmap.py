@@ -92,6 +92,10 @@ class TagBinding:
                 return Refusal.NON_FINITE
         else:
             return Refusal.WRONG_TYPE
+        if quality is not Quality.GOOD and not math.isfinite(value):
+            # A server that says the value is bad and sends NaN with it: a bad sample, which the service
+            # acts on at once (fallback), not a malformed input set aside until the tag goes stale.
+            return Sample(self.tag, timestamp, math.nan, quality)
         if self.converter is None:
             # A non-finite raw value, or an overflow in the conversion, both show up as a non-finite si.
             si = value * self.factor + self.offset

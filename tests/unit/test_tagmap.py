@@ -78,3 +78,10 @@ def test_plausible_timestamp() -> None:
     assert not plausible_timestamp(TS * 1000)  # milliseconds read as seconds
     assert not plausible_timestamp(math.nan)
     assert not plausible_timestamp(0.0)
+
+
+@pytest.mark.parametrize("quality", [Quality.BAD, Quality.UNCERTAIN])
+def test_non_finite_with_a_bad_status_is_a_bad_sample_not_a_refusal(quality: Quality) -> None:
+    got = TagBinding("x", factor=2.0).sample(math.nan, TS, quality)
+    assert isinstance(got, Sample) and got.quality is quality and math.isnan(got.value)
+    assert TagBinding("x").sample(math.inf, TS, Quality.GOOD) is Refusal.NON_FINITE  # Good + NaN: malformed
