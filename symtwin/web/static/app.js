@@ -132,7 +132,9 @@ function cellTexts(id, f) {
   const v = f.tags[id];
   if (v) {
     const ovr = v[4] !== null ? ` (override ${fmt(v[4])})` : "";
-    return [fmt(v[0]) + ovr, v[1] === null ? "–" : `${fmt(v[1])} ± ${fmt(v[2], 2)}`, v[3]];
+    // an estimate without a standard deviation (open-loop twin) shows as the bare value
+    const est = v[1] === null ? "–" : v[2] === null || v[2] === undefined ? fmt(v[1]) : `${fmt(v[1])} ± ${fmt(v[2], 2)}`;
+    return [fmt(v[0]) + ovr, est, v[3]];
   }
   const a = f.agg[id];
   if (a) {
