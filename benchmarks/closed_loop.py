@@ -13,11 +13,18 @@ Figures (benchmarks/results/closed_loop.json):
 * ``commission_24h_wall_s``: wall time of ``symtwin commission configs/kalundborg.yaml --scenario
   configs/scenarios/kalundborg_winter_day.yaml`` (24 h + 2 h warm-up, cycle 60 s) with ``--controller mpc``
   (a solve every 15 min); the baseline controller side by side (``commission_24h_baseline_wall_s``).
-* ``service_rss_mb``: VmRSS of a ``symtwin sim configs/kalundborg.yaml --controller mpc`` process after
-  warm-up; its MPC processes (fork server, active worker, hot spare) as PSS (``mpc_processes_pss_mb``)
-  and everything summed as PSS (``service_total_pss_mb``; RSS would count shared pages twice).
+* Memory of ``symtwin sim configs/kalundborg.yaml --controller mpc --speed 60`` after a warm-up (a few
+  solves done): ``service_rss_mb`` is the main process's VmRSS (the issue's figure);
+  ``service_total_pss_mb`` is every process of the service summed as PSS (proportional set size: a page
+  shared by n processes counts 1/n in each, so the sum is the memory the service really holds; summed
+  RSS would count the MPC template's pages once per worker). ``memory_processes`` lists each process
+  with its role (service, MPC template, MPC worker/spare, multiprocessing helpers), RSS, PSS and private
+  memory; ``mpc_processes_pss_mb`` is the sum over all but the main process. A second reading
+  ``--growth`` seconds later gives ``service_rss_growth_mb_per_min`` and
+  ``service_total_pss_growth_mb_per_min`` (per wall minute = per simulated hour at speed 60).
 
-Run: .venv/bin/python benchmarks/closed_loop.py [--trials N] [--skip-commission]
+Run: .venv/bin/python benchmarks/closed_loop.py [--trials N] [--only latency,commission,memory]
+With ``--only``, the parts not run keep their figures from the existing JSON (each part records when).
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime as dt
+import json
 import logging
 import os
 import re
@@ -43,7 +51,7 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from benchmarks._common import write_result  # noqa: E402
+from benchmarks._common import RESULTS, write_result  # noqa: E402
 
 CYCLE_S = 0.1
 FAST_PUBLISH_S = 0.05
@@ -262,10 +270,73 @@ def rss_mb(pid: int) -> float:
     return int(m.group(1)) / 1024 if m else float("nan")
 
 
+def rollup_mb(pid: int, field: str) -> float:
+    """A field of /proc/PID/smaps_rollup [MB]."""
+    m = re.search(rf"^{field}:\s+(\d+) kB", Path(f"/proc/{pid}/smaps_rollup").read_text(), re.M)
+    return int(m.group(1)) / 1024 if m else float("nan")
+
+
 def pss_mb(pid: int) -> float:
     """Proportional set size: shared pages split between the processes sharing them (sums correctly)."""
-    m = re.search(r"^Pss:\s+(\d+) kB", Path(f"/proc/{pid}/smaps_rollup").read_text(), re.M)
-    return int(m.group(1)) / 1024 if m else float("nan")
+    return rollup_mb(pid, "Pss")
+
+
+def role(pid: int, service_pid: int) -> str:
+    """What a process of the service is, from its command line and parent."""
+    cmd = Path(f"/proc/{pid}/cmdline").read_text().replace("\0", " ")
+    parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    if pid == service_pid:
+        return "service (main process)"
+    if "controllers.worker_entry" in cmd:
+        return "MPC template (builds once, forks workers)" if parent == service_pid else "MPC worker or spare"
+    if "resource_tracker" in cmd:
+        return "multiprocessing resource tracker"
+    if "forkserver" in cmd:
+        return "multiprocessing fork server" if parent == service_pid else "MPC worker or spare (forkserver)"
+    return cmd[:80]
+
+
+def growth(
+    proc: subprocess.Popen[bytes], rss0: float, total_pss0: float, window_s: float
+) -> dict[str, float]:
+    """Main-process RSS and total PSS ``window_s`` [s] after the first reading, and their growth [MB/min]."""
+    if window_s <= 0:
+        return {}
+    time.sleep(window_s)
+    if proc.poll() is not None:
+        raise RuntimeError(f"symtwin sim exited early ({proc.returncode})")
+    pids = [proc.pid, *descendants(proc.pid)]
+    rss1, pss1 = rss_mb(proc.pid), sum(pss_mb(pid) for pid in pids)
+    return {
+        "service_rss_mb_later": round(rss1, 1),
+        "service_total_pss_mb_later": round(pss1, 1),
+        "growth_window_s": window_s,
+        "service_rss_growth_mb_per_min": round((rss1 - rss0) * 60.0 / window_s, 2),
+        "service_total_pss_growth_mb_per_min": round((pss1 - total_pss0) * 60.0 / window_s, 2),
+    }
+
+
+def git_state() -> str:
+    """The commit measured, and whether the code differed from it (other engineers' uncommitted edits)."""
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
+    dirty = subprocess.run(
+        [
+            "git",
+            "status",
+            "--porcelain",
+            "--untracked-files=no",
+            "--",
+            "controllers",
+            "twin",
+            "symtwin",
+            "sim",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    state = head.stdout.strip() or "unknown"
+    return state + (" + uncommitted edits" if dirty.stdout.strip() else "")
 
 
 def descendants(pid: int) -> list[int]:
@@ -275,11 +346,12 @@ def descendants(pid: int) -> list[int]:
     return kids + [d for k in kids for d in descendants(k)]
 
 
-def service_rss(tmp: Path, warmup_s: float) -> dict[str, Any]:
+def service_rss(tmp: Path, warmup_s: float, growth_s: float) -> dict[str, Any]:
     """Memory of `symtwin sim` on the reference park with the MPC after ``warmup_s`` [MB].
 
-    The service process's VmRSS; its MPC processes (multiprocessing fork server, the active worker and
-    the hot spare of controllers.deadline) as PSS, and the total PSS of all of them."""
+    The main process's VmRSS and PSS; every process of the service (the MPC's template, worker and
+    spare of controllers.deadline, any multiprocessing helper) with its role; the total PSS. A second
+    reading ``growth_s`` later gives the growth rate (a figure after a minute says little if it grows)."""
     cmd = [
         sys.executable,
         "-m",
@@ -302,13 +374,29 @@ def service_rss(tmp: Path, warmup_s: float) -> dict[str, Any]:
         if proc.poll() is not None:
             raise RuntimeError(f"symtwin sim exited early ({proc.returncode})")
         kids = descendants(proc.pid)
+        pids = [proc.pid, *kids]
+        rss = [rss_mb(pid) for pid in pids]
+        pss = [pss_mb(pid) for pid in pids]
+        private = [rollup_mb(pid, "Private_Clean") + rollup_mb(pid, "Private_Dirty") for pid in pids]
+        table = [
+            {
+                "role": role(pid, proc.pid),
+                "rss_mb": round(r, 1),
+                "pss_mb": round(q, 1),
+                "private_mb": round(v, 1),
+            }
+            for pid, r, q, v in zip(pids, rss, pss, private, strict=True)
+        ]
         return {
-            "service_rss_mb": rss_mb(proc.pid),
-            "service_pss_mb": pss_mb(proc.pid),
+            "service_rss_mb": round(rss[0], 1),
+            "service_pss_mb": round(pss[0], 1),
+            "service_total_pss_mb": round(sum(pss), 1),
+            "service_processes": len(pids),
             "mpc_processes": len(kids),
-            "mpc_processes_pss_mb": sum(pss_mb(k) for k in kids),
-            "mpc_largest_worker_rss_mb": max((rss_mb(k) for k in kids), default=0.0),
-            "service_total_pss_mb": pss_mb(proc.pid) + sum(pss_mb(k) for k in kids),
+            "mpc_processes_pss_mb": round(sum(pss[1:]), 1),
+            "mpc_largest_process_rss_mb": round(max(rss[1:], default=0.0), 1),
+            "memory_processes": table,
+            **growth(proc, rss[0], sum(pss), growth_s),
         }
     finally:
         proc.terminate()
@@ -319,40 +407,74 @@ def service_rss(tmp: Path, warmup_s: float) -> dict[str, Any]:
             proc.wait()
 
 
+PARTS = ("latency", "commission", "memory")
+
+
+def previous_figures() -> dict[str, Any]:
+    """The figures of the last run (without the header write_result adds)."""
+    path = RESULTS / "closed_loop.json"
+    if not path.exists():
+        return {}
+    old = json.loads(path.read_text())
+    return {k: v for k, v in old.items() if k not in ("benchmark", "when", "machine", "targets_met")}
+
+
+def load_note() -> str:
+    return f"taken on a shared 2-core machine under load (loadavg {os.getloadavg()[0]:.1f})"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     ap.add_argument("--trials", type=int, default=40)
-    ap.add_argument("--warmup", type=float, default=60.0, help="wall seconds before the RSS reading")
+    ap.add_argument("--warmup", type=float, default=60.0, help="wall seconds before the memory reading")
+    ap.add_argument("--growth", type=float, default=60.0, help="wall seconds to a second memory reading")
+    ap.add_argument(
+        "--only",
+        default=",".join(PARTS),
+        help="comma-separated parts to run (latency, commission, memory); the others keep their last figures",
+    )
     ap.add_argument("--skip-commission", action="store_true")
     ap.add_argument("--skip-rss", action="store_true")
     a = ap.parse_args()
+    parts = {x.strip() for x in a.only.split(",") if x.strip()}
+    if unknown := parts - set(PARTS):
+        ap.error(f"unknown parts {sorted(unknown)}; choose from {PARTS}")
+    if a.skip_commission:
+        parts.discard("commission")
+    if a.skip_rss:
+        parts.discard("memory")
     logging.basicConfig(level=logging.ERROR)
     for name in ("controllers.supervisor", "symtwin.runtime.service", "asyncua", "adapters.opcua.client"):
         logging.getLogger(name).setLevel(logging.CRITICAL)
-    figures: dict[str, Any] = {}
+    figures: dict[str, Any] = previous_figures() if parts != set(PARTS) else {}
+    if "memory" in parts:  # drop the memory figures of older versions of this script
+        for key in [k for k in figures if k.startswith(("service_", "mpc_", "memory_"))]:
+            figures.pop(key, None)
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        site = fast_demo_site(tmp)
-        fast = asyncio.run(latency_run(site, a.trials, FAST_PUBLISH_S))
-        default = asyncio.run(latency_run(site, max(10, a.trials // 2), None))
-        figures.update(
-            sensor_to_setpoint_p50_ms=fast["p50"],
-            sensor_to_setpoint_p99_ms=fast["p99"],
-            sensor_to_setpoint_max_ms=fast["max"],
-            sensor_to_setpoint_trials=fast["n"],
-            bad_values_not_delivered=fast["lost"] + default["lost"],
-            sensor_to_service_p50_ms=fast["delivery_p50"],
-            sensor_to_service_p99_ms=fast["delivery_p99"],
-            cycle_jitter_p99_ms=fast["jitter_p99"],
-            latency_setup=f"demo park, real clock, cycle {CYCLE_S} s, OPC UA publishing {FAST_PUBLISH_S} s, "
-            "Bad-quality sensor value -> safe setpoint on the plant node (fallback path, no solve)",
-            cycles_in_latency_run=fast["cycles"],
-            cycle_overruns=fast["overruns"],
-            sensor_to_setpoint_default_publishing_p50_ms=default["p50"],
-            sensor_to_setpoint_default_publishing_p99_ms=default["p99"],
-            default_publishing_over_fast_p99=default["p99"] / fast["p99"],
-        )
-        if not a.skip_commission:
+        if "latency" in parts:
+            site = fast_demo_site(tmp)
+            fast = asyncio.run(latency_run(site, a.trials, FAST_PUBLISH_S))
+            default = asyncio.run(latency_run(site, max(10, a.trials // 2), None))
+            figures.update(
+                sensor_to_setpoint_p50_ms=fast["p50"],
+                sensor_to_setpoint_p99_ms=fast["p99"],
+                sensor_to_setpoint_max_ms=fast["max"],
+                sensor_to_setpoint_trials=fast["n"],
+                bad_values_not_delivered=fast["lost"] + default["lost"],
+                sensor_to_service_p50_ms=fast["delivery_p50"],
+                sensor_to_service_p99_ms=fast["delivery_p99"],
+                cycle_jitter_p99_ms=fast["jitter_p99"],
+                latency_setup=f"demo park, real clock, cycle {CYCLE_S} s, OPC UA publishing {FAST_PUBLISH_S} s, "
+                "Bad-quality sensor value -> safe setpoint on the plant node (fallback path, no solve)",
+                cycles_in_latency_run=fast["cycles"],
+                cycle_overruns=fast["overruns"],
+                sensor_to_setpoint_default_publishing_p50_ms=default["p50"],
+                sensor_to_setpoint_default_publishing_p99_ms=default["p99"],
+                default_publishing_over_fast_p99=default["p99"] / fast["p99"],
+                note=load_note(),
+            )
+        if "commission" in parts:
             mpc, mpc_verdict = commission("mpc", tmp)
             base, base_verdict = commission("baseline", tmp)
             loop = re.search(r"24 h in ([0-9.]+) s wall", mpc_verdict)
@@ -364,20 +486,22 @@ def main() -> None:
                 commission_24h_baseline_wall_s=base,
                 commission_24h_baseline_verdict=base_verdict,
                 commission_mpc_over_baseline=mpc / base,
+                note=load_note(),
             )
-        if not a.skip_rss:
-            figures.update(service_rss(tmp, a.warmup))
+        if "memory" in parts:
+            figures.update(service_rss(tmp, a.warmup, a.growth))
             figures.update(
-                rss_setup=f"symtwin sim configs/kalundborg.yaml --controller mpc --speed 60, "
-                f"after {a.warmup:g} s wall",
+                rss_setup=f"symtwin sim configs/kalundborg.yaml --controller mpc --speed 60, after {a.warmup:g} s "
+                f"wall (1 simulated hour per wall minute), again {a.growth:g} s later; code at {git_state()}",
+                memory_when=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                memory_note=load_note(),
             )
     figures["targets_met"] = {
-        "p99_lt_200ms": figures["sensor_to_setpoint_p99_ms"] < 200,
+        "p99_lt_200ms": figures.get("sensor_to_setpoint_p99_ms", float("inf")) < 200,
         "commission_lt_300s": figures.get("commission_24h_wall_s", float("inf")) < 300,
         "service_rss_lt_600mb": figures.get("service_rss_mb", float("inf")) < 600,
-        "with_mpc_processes_lt_600mb": figures.get("service_total_pss_mb", float("inf")) < 600,
+        "service_total_pss_lt_600mb": figures.get("service_total_pss_mb", float("inf")) < 600,
     }
-    figures["note"] = f"taken on a shared 2-core machine under load (loadavg {os.getloadavg()[0]:.1f})"
     write_result("closed_loop", figures)
 
 

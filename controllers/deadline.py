@@ -278,7 +278,8 @@ class DeadlineRunner:
     factory: builds the controller inside the worker (picklable).
     start_method: "forkserver", "spawn" or "zygote" (the controller is built once in a template
         process, :mod:`controllers.worker_entry`, which forks the workers: they share the built
-        controller copy-on-write, and a replacement is ready in milliseconds).
+        controller copy-on-write, and a replacement is ready in milliseconds; Linux only, elsewhere
+        it falls back to "forkserver").
     preload: modules imported before the factory runs: by the forkserver (only before the first
         forkserver start in this process; the forkserver is shared by the whole process) or by the
         template ("zygote").
@@ -305,6 +306,10 @@ class DeadlineRunner:
     ) -> None:
         if start_method not in ("forkserver", "spawn", "zygote"):
             raise ValueError(f"start_method must be 'forkserver', 'spawn' or 'zygote', got {start_method!r}")
+        if start_method == "zygote" and not hasattr(os, "pidfd_open"):
+            # the template's workers are not our children: only a pidfd kills them race-free (Linux 5.3+)
+            log.warning("start method 'zygote' needs pidfd_open (Linux); using 'forkserver'")
+            start_method = "forkserver"
         self._factory = factory
         self._zygote_opts: tuple[Sequence[str], Sequence[str], Sequence[str]] | None = None
         self._zygote: _Zygote | None = None
