@@ -185,6 +185,10 @@ class MpcController:
         mpc.bounds["upper", "_x", "x"] = np.array(lay.x_ub)
         mpc.bounds["lower", "_u", "u"] = np.array(lay.u_lb)
         mpc.bounds["upper", "_u", "u"] = np.array(lay.u_ub)
+        if spec.held_contracts():
+            # contract sums are bounded at the horizon end only (do-mpc leaves the last state free otherwise)
+            mpc.terminal_bounds["lower", "x"] = np.array(lay.x_terminal_lb)
+            mpc.terminal_bounds["upper", "x"] = np.array(lay.x_terminal_ub)
         if f_g.shape[0] > 0:
             mpc.set_nl_cons("g", f_g, ub=np.zeros((f_g.shape[0], 1)))
         self._tvp = mpc.get_tvp_template()
@@ -220,6 +224,7 @@ class MpcController:
                 [np.asarray(mpc.opt_p.f["_tvp", k, "w"]).ravel() for k in range(spec.n_horizon + 1)]
             )
             self._p_x0_idx = np.asarray(mpc.opt_p.f["_x0"]).ravel()
+        self._sum_idx = [lay.x_index(f"contract.{c.key}.delivered") for c in spec.held_contracts()]
         self._x_idx = [np.asarray(mpc.opt_x.f["_x", k, 0, -1]).ravel() for k in range(spec.n_horizon + 1)]
         self._u_idx = [np.asarray(mpc.opt_x.f["_u", k, 0]).ravel() for k in range(spec.n_horizon)]
         self._n_opt_x = int(mpc.opt_x.shape[0])
@@ -300,6 +305,14 @@ class MpcController:
         for k in range(n + 1):
             src = self._x_idx[min(k + 1, n)]
             new[self._x_idx[k]] = vec[src]
+        if self._sum_idx:
+            # contract sums restart at 0: less the first interval's delivery, the last one's repeated
+            col = np.asarray(self._sum_idx)
+            first = vec[self._x_idx[1][col]]
+            last = vec[self._x_idx[n][col]] - vec[self._x_idx[n - 1][col]]
+            for k in range(n + 1):
+                new[self._x_idx[k][col]] -= first
+            new[self._x_idx[n][col]] += last
         for k in range(n):
             new[self._u_idx[k]] = vec[self._u_idx[min(k + 1, n - 1)]]
         new[self._x_idx[0]] = x0
@@ -439,6 +452,8 @@ class MpcController:
             slack["band_kh"] = float(band.sum() * dt / mm.HOUR)
         if "unmet_steam" in lay.inputs:
             slack["unmet_steam_t"] = float(uk[:, lay.u_index("unmet_steam")].sum() * dt / 1000.0)
+        if spec.contracts:
+            self._contract_result(xk, uk, objective, slack)
         return ControlResult(
             status=status,
             setpoints={tag: float(v[0]) for tag, v in plan.items()},
@@ -450,6 +465,45 @@ class MpcController:
             message=f"IPOPT {stats.get('return_status')} in {stats.get('iter_count')} iterations"
             + (" (degraded)" if self.degraded else ""),
         )
+
+    def _contract_result(
+        self, xk: FloatArray, uk: FloatArray, objective: dict[str, float], slack: dict[str, float]
+    ) -> None:
+        """Per contract: the planned delivery over the horizon ``contract.<key>.delivered_mwh``, the energy
+        short of its minimum / beyond its maximum ``contract.<key>.short_mwh`` / ``.excess_mwh`` (slack)
+        and their penalty ``contract.<key>_eur`` (objective). A delivery the plan cannot change (a
+        forecast) is not in the NLP: its shortfall and penalty are computed here from the forecast and
+        added to ``contract_eur`` and ``total_eur``."""
+        spec, lay = self.spec, self.layout
+        n, dt = spec.n_horizon, spec.step_s / mm.HOUR
+        outs = np.array(self._out_fn.map(n)(xk[:-1].T, uk.T, self._params[:n].T))
+        extra = 0.0
+        for c in spec.contracts:
+            delivered = (
+                float(outs[self._sx.output_names.index(f"contract.{c.key}.delivery")].sum()) * dt / mm.MW
+            )
+            need = c.min_mw * spec.horizon_h
+            cap = math.inf if c.max_mw is None else c.max_mw * spec.horizon_h
+            if c.decided:
+                short = (
+                    float(uk[:, lay.u_index(f"contract.{c.key}.short")].sum()) * dt if c.min_mw > 0 else 0.0
+                )
+                excess = (
+                    float(uk[:, lay.u_index(f"contract.{c.key}.excess")].sum()) * dt
+                    if c.max_mw is not None
+                    else 0.0
+                )
+            else:
+                short, excess = max(need - delivered, 0.0), max(delivered - cap, 0.0)
+                extra += (short + excess) * c.penalty
+            slack[f"contract.{c.key}.delivered_mwh"] = delivered
+            if c.min_mw > 0:
+                slack[f"contract.{c.key}.short_mwh"] = short
+            if c.max_mw is not None:
+                slack[f"contract.{c.key}.excess_mwh"] = excess
+            objective[f"contract.{c.key}_eur"] = (short + excess) * c.penalty
+        objective["contract_eur"] += extra
+        objective["total_eur"] += extra
 
     def predict(
         self, x0: FloatArray, uk: FloatArray, forecasts: Mapping[str, FloatArray]
@@ -504,7 +558,42 @@ def problem_from_site(site: Any, *, horizon_steps: int | None = None) -> mm.MpcP
         unmet_penalty_eur_j=parse_quantity(c.unmet_demand_penalty, "EUR/J"),
         move_penalty=c.move_penalty,
         max_solve_s=0.8 * parse_duration(c.period) * float(getattr(c, "deadline_fraction", 0.8)),
+        exchanges=exchange_terms(site),
     )
+
+
+def exchange_terms(site: Any) -> list[mm.ExchangeTerms]:
+    """The site's contracted exchanges as plain terms for the MPC: connection ends and the contract's
+    delivery bounds. A contract without a penalty rate of its own is priced, as the settlement values a
+    take-or-pay shortfall, at its contract price when that is fixed, else at
+    ``mm.DEFAULT_CONTRACT_PENALTY_EUR_MWH``."""
+    contracts = {c.id: c for c in getattr(site.config, "contracts", ())}
+    out = []
+    for e in getattr(site.config, "exchanges", ()):
+        c = contracts[e.contract]
+        conn = site.connection_by_id[e.connection]
+        src, src_port = conn.source.split(".", 1)
+        tgt, tgt_port = conn.target.split(".", 1)
+        if "penalty_eur_per_mwh" in c.model_fields_set:
+            penalty: float | None = float(c.penalty_eur_per_mwh)
+        else:
+            penalty = getattr(c.price, "eur_per_mwh", None) if c.price.rule == "fixed" else None
+        out.append(
+            mm.ExchangeTerms(
+                e.id,
+                c.id,
+                src,
+                src_port,
+                tgt,
+                tgt_port,
+                float(c.min_delivery_mwh),
+                None if c.max_delivery_mwh is None else float(c.max_delivery_mwh),
+                float(c.take_or_pay_fraction),
+                penalty,
+                str(c.settlement_period),
+            )
+        )
+    return out
 
 
 def from_site(

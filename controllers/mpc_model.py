@@ -37,12 +37,21 @@ Reduced-order model (units in brackets are the scaled units the optimiser sees):
   keeps the supply ``margin_k`` (2 K) above the nominal temperature for noise and model error); supply band
   [T_min, T_max] soft.
 
+* Contracted exchanges: each contract's minimum and maximum delivery per settlement period [MWh] is
+  pro-rated to a mean rate (MWh / mean period length, :data:`PERIOD_HOURS`) and held over the horizon as
+  sum_k d_k dt >= min_rate H - short and <= max_rate H + excess, with d [MW] the exchange's delivery in the
+  model's variables (:class:`DeliveryKind`). The sum is an accumulator state ``contract.<id>.delivered``
+  [MWh] (x_k+1 = x_k + (d_k + short_k - excess_k) dt, starting at 0) bounded at the horizon end only;
+  short/excess [MW] are inputs priced at the contract's penalty. An exchange the plan cannot change
+  (steam to a consumer without its own boiler) is not constrained: its shortfall is reported.
+
 Everything is linear in the decisions (prices, COP, demand and the flow G enter as parameters), so the
 NLP is a convex QP; the MPC tells IPOPT so (constant Jacobians and Hessian).
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -57,6 +66,20 @@ CP_WATER = 4190.0  # [J/(kg K)], the twin's constant (twin/README.md)
 RHO_WATER = 978.0  # [kg/m3], the twin's constant
 MW = 1e6  # [W]
 HOUR = 3600.0  # [s]
+# Mean calendar lengths of a settlement period [h] (Gregorian year 365.2425 d): a horizon does not know which
+# month it is in; the settlement pro-rates by the calendar period (at most 8 % apart, February).
+PERIOD_HOURS: Mapping[str, float] = {
+    "day": 24.0,
+    "week": 168.0,
+    "month": 365.2425 * 24.0 / 12.0,
+    "quarter": 365.2425 * 24.0 / 4.0,
+    "year": 365.2425 * 24.0,
+}
+# A contract without a penalty rate of its own: its shortfall (or excess) priced at this [EUR/MWh], about
+# the contract prices of steam and heat in the reference park (32-40 EUR/MWh); see problem_from_site.
+DEFAULT_CONTRACT_PENALTY_EUR_MWH = 40.0
+
+log = logging.getLogger(__name__)
 
 
 class ModelError(ValueError):
@@ -170,6 +193,67 @@ class SteamDemand:
     design_flow_kg_s: float
 
 
+class DeliveryKind:
+    """How an exchange's delivery rate d [MW] is expressed in the model's variables.
+
+    STEAM_NET: steam over the header to a consumer that also has its own steam boilers feeding it
+    directly: d = (consumer demand - those boilers' steam) * heat per kg (a decision: boiler vs header).
+    STEAM_DEMAND: steam to a consumer without a boiler of its own: d = demand * heat per kg (a forecast,
+    not a decision: reported, not constrained). CHP_HEAT: the CHP's heat to DH, its ``dh_heat`` input.
+    SURPLUS: surplus heat offered, use * available heat (what the twin's surplus unit meters).
+    HP_SOURCE: heat a heat pump draws from its single source, L capacity (1 - 1/COP)."""
+
+    STEAM_NET = "steam_net"
+    STEAM_DEMAND = "steam_demand"
+    CHP_HEAT = "chp_heat"
+    SURPLUS = "surplus"
+    HP_SOURCE = "hp_source"
+
+
+@dataclass(frozen=True)
+class ExchangeTerms:
+    """A contracted exchange as the site config gives it, in plain values: the connection's ends, the
+    contract's delivery bounds per settlement period [MWh], take-or-pay fraction [-] and penalty
+    [EUR/MWh] (None: :data:`DEFAULT_CONTRACT_PENALTY_EUR_MWH`), the period (a key of
+    :data:`PERIOD_HOURS`)."""
+
+    exchange: str
+    contract: str
+    source: str
+    source_port: str
+    target: str
+    target_port: str
+    min_delivery_mwh: float = 0.0
+    max_delivery_mwh: float | None = None
+    take_or_pay_fraction: float = 0.0
+    penalty_eur_per_mwh: float | None = None
+    settlement_period: str = "month"
+
+
+@dataclass(frozen=True)
+class ContractDelivery:
+    """A contract held over the horizon: delivery ``kind`` (see :class:`DeliveryKind`) of ``unit`` (the
+    consumer, CHP, surplus unit or heat pump); ``boilers``: steam boilers feeding the consumer directly;
+    ``mw_per_kg_s``: heat metered per steam flow [MW/(kg/s)]; ``min_mw``/``max_mw``: the rates the
+    horizon must average [MW] (0 / None: no bound); ``penalty`` [EUR/MWh] of short or excess energy.
+    ``key``: the name in states, slacks and terms (the contract id)."""
+
+    key: str
+    exchange: str
+    kind: str
+    unit: str
+    min_mw: float
+    max_mw: float | None
+    penalty: float
+    boilers: tuple[str, ...] = ()
+    mw_per_kg_s: float = 0.0
+
+    @property
+    def decided(self) -> bool:
+        """True when the plan can change the delivery (it then gets a constraint)."""
+        return self.kind != DeliveryKind.STEAM_DEMAND
+
+
 @dataclass(frozen=True)
 class MpcProblemSpec:
     """Everything the MPC is built from, immutable and picklable (plain values).
@@ -178,7 +262,8 @@ class MpcProblemSpec:
     heat (steam unmet is charged at its enthalpy rise); band_penalty [EUR/(K s)] of supply-temperature
     band violation; move_penalty [-]: weight of squared setpoint rates relative to full rate
     (times ``move_cost_ref`` [EUR/s]); electricity_price / co2_price: forecast series names.
-    max_solve_s: IPOPT wall-time limit [s]; tolerance: IPOPT tol.
+    max_solve_s: IPOPT wall-time limit [s]; tolerance: IPOPT tol. contracts: the contracted exchanges
+    whose minimum / maximum delivery the plan holds or reports (:func:`contract_deliveries`).
     """
 
     loads: tuple[LoadUnit, ...]
@@ -199,6 +284,15 @@ class MpcProblemSpec:
     steam_dh_ref_j_kg: float = 2.4e6
     defaults: Mapping[str, float] = field(default_factory=dict)
     headers: tuple[tuple[str, float], ...] = ()  # steam headers: (unit, nominal pressure [Pa])
+    contracts: tuple[ContractDelivery, ...] = ()
+
+    @property
+    def horizon_h(self) -> float:
+        return self.n_horizon * self.step_s / HOUR
+
+    def held_contracts(self) -> tuple[ContractDelivery, ...]:
+        """The contracts with a constraint in the NLP (delivery a decision), in state order."""
+        return tuple(c for c in self.contracts if c.decided)
 
     def ramped(self) -> tuple[Ramped, ...]:
         """Every written setpoint, in state order."""
@@ -231,6 +325,7 @@ def problem_from_spec(
     unmet_penalty_eur_j: float = 2000.0 / 3.6e9,
     move_penalty: float = 1e-3,
     max_solve_s: float = 10.0,
+    exchanges: Sequence[ExchangeTerms] = (),
 ) -> MpcProblemSpec:
     """The frozen MPC problem of a park.
 
@@ -238,6 +333,8 @@ def problem_from_spec(
     ``rate_limit_si_per_s`` (a config TagSpec) for the setpoints that are written; inputs without a tag
     use their physical range and the unit's ramp rate and are not written.
     fuels: unit -> fuel name; its price is the forecast series ``price.<fuel>`` [EUR/J].
+    exchanges: contracted exchanges whose minimum / maximum delivery the plan holds (see
+    :func:`contract_deliveries`).
     """
     tags = dict(setpoint_tags or {})
     fuels = dict(fuels or {})
@@ -420,7 +517,106 @@ def problem_from_spec(
         max_solve_s=max_solve_s,
         steam_dh_ref_j_kg=dh_ref,
         headers=tuple((u.name, u.params["nominal_pressure"]) for u in by_model.get("steam_header", [])),
+        contracts=contract_deliveries(spec, exchanges, loads, surplus),
     )
+
+
+def _steam_heat_j_kg(spec: ParkSpec, consumer: UnitSpec) -> float:
+    """Heat a consumer meters per kg of steam [J/kg]: h(header steam) - h(condensate), the twin's
+    ``steam_consumer`` heat flow (header steam taken as the CHP's extraction, else saturated at the
+    header's nominal pressure; condensate at 2 bar as ``twin.park`` evaluates it)."""
+    from twin.if97 import load_plain_kernels
+
+    if97 = load_plain_kernels()
+    chp = next((u for u in spec.units if u.model == "chp_boiler"), None)
+    header = next((u for u in spec.units if u.model == "steam_header"), None)
+    if chp is not None:
+        p_pa, t_k = chp.params["steam_pressure"], chp.params["steam_temperature"]
+    else:
+        p_pa = header.params["nominal_pressure"] if header is not None else 10e5
+        t_k = None
+    t_sat = float(if97.t_sat(p_pa))
+    t = t_sat + 1e-3 if t_k is None or t_k <= t_sat + 1e-3 else t_k
+    t_cond = min(float(consumer.params.get("condensate_temperature", 363.15)), 393.0)
+    return float(if97.h_pt(p_pa, t)) - float(if97.h_pt(2e5, t_cond))
+
+
+def contract_deliveries(
+    spec: ParkSpec,
+    exchanges: Sequence[ExchangeTerms],
+    loads: Sequence[LoadUnit],
+    surplus: Sequence[SurplusUnit],
+) -> tuple[ContractDelivery, ...]:
+    """The contracts the plan holds: per exchange with a minimum or maximum delivery, its delivery in the
+    model's variables (:class:`DeliveryKind`) and the bounds as rates [MW] over the settlement period.
+
+    The minimum owed is ``take_or_pay_fraction x min_delivery_mwh``; a contract with a minimum but no
+    take-or-pay fraction (0) is held to its full minimum (the settlement notes any shortfall). An exchange
+    the model cannot express is skipped with a logged note."""
+    load_by = {lu.name: lu for lu in loads}
+    surplus_by = {su.name: su for su in surplus}
+    out: list[ContractDelivery] = []
+    keys = [e.contract for e in exchanges]
+    for e in exchanges:
+        lo_mwh = e.min_delivery_mwh * (e.take_or_pay_fraction if e.take_or_pay_fraction > 0 else 1.0)
+        if lo_mwh <= 0.0 and e.max_delivery_mwh is None:
+            continue
+        period_h = PERIOD_HOURS.get(e.settlement_period)
+        if period_h is None:
+            raise ModelError(f"contract {e.contract!r}: unknown settlement period {e.settlement_period!r}")
+        key = e.contract if keys.count(e.contract) == 1 else f"{e.contract}.{e.exchange}"
+        bounds: dict[str, Any] = dict(
+            key=key,
+            exchange=e.exchange,
+            min_mw=max(lo_mwh, 0.0) / period_h,
+            max_mw=None if e.max_delivery_mwh is None else e.max_delivery_mwh / period_h,
+            penalty=DEFAULT_CONTRACT_PENALTY_EUR_MWH
+            if e.penalty_eur_per_mwh is None
+            else e.penalty_eur_per_mwh,
+        )
+        src = spec.unit(e.source)
+        tgt = spec.unit(e.target)
+        if tgt.model == "steam_consumer" and src.model in ("steam_header", "chp_boiler"):
+            own = tuple(
+                c.source
+                for c in spec.connections
+                if c.target == tgt.name
+                and c.source != e.source
+                and c.source in load_by
+                and load_by[c.source].kind == LoadKind.STEAM
+            )
+            out.append(
+                ContractDelivery(
+                    kind=DeliveryKind.STEAM_NET if own else DeliveryKind.STEAM_DEMAND,
+                    unit=tgt.name,
+                    boilers=own,
+                    mw_per_kg_s=_steam_heat_j_kg(spec, tgt) / MW,
+                    **bounds,
+                )
+            )
+        elif src.model == "chp_boiler" and e.source_port == "heat_out":
+            out.append(ContractDelivery(kind=DeliveryKind.CHP_HEAT, unit=src.name, **bounds))
+        elif src.name in surplus_by and surplus_by[src.name].setpoint is not None:
+            out.append(ContractDelivery(kind=DeliveryKind.SURPLUS, unit=src.name, **bounds))
+        elif (
+            tgt.model == "heat_pump"
+            and e.target_port == "source_in"
+            and load_by.get(tgt.name) is not None
+            and load_by[tgt.name].sources == (src.name,)
+        ):
+            out.append(ContractDelivery(kind=DeliveryKind.HP_SOURCE, unit=tgt.name, **bounds))
+        else:
+            log.warning(
+                "contract %r: exchange %r (%s.%s -> %s.%s) is not expressed in the MPC model; "
+                "its minimum/maximum delivery is not held by the plan",
+                e.contract,
+                e.exchange,
+                e.source,
+                e.source_port,
+                e.target,
+                e.target_port,
+            )
+    return tuple(out)
 
 
 # ---------------------------------------------------------------------------------------- the CasADi model
@@ -438,6 +634,9 @@ class Layout:
     u_lb: tuple[float, ...]
     u_ub: tuple[float, ...]
     terms: tuple[str, ...] = ("fuel", "electricity", "co2", "unmet_heat", "unmet_steam", "band", "move")
+    # bounds on the last predicted state only (contract sums; +-inf elsewhere: do-mpc's default)
+    x_terminal_lb: tuple[float, ...] = ()
+    x_terminal_ub: tuple[float, ...] = ()
 
     def x_index(self, name: str) -> int:
         return self.states.index(name)
@@ -458,7 +657,10 @@ def layout(spec: MpcProblemSpec) -> Layout:
     ``band_low``/``band_high`` [K]. Parameters (per step): ``q_demand`` [MW], ``g_town`` [MW/K],
     ``steam_demand`` [kg/s], ``<surplus>.heat`` [MW] (recoverable at full use), ``<hp>.inv_cop`` [-],
     ``<hp>.source`` [MW], prices ``price.<fuel>`` / ``price.electricity`` [EUR/MWh], ``price.co2``
-    [EUR/kg], ``q_bias`` [MW] the estimated heat the model misses (offset-free correction)."""
+    [EUR/kg], ``q_bias`` [MW] the estimated heat the model misses (offset-free correction).
+    Contracts held (:meth:`MpcProblemSpec.held_contracts`): state ``contract.<key>.delivered`` [MWh],
+    inputs ``contract.<key>.short`` / ``.excess`` [MW] (for a minimum / maximum), parameters
+    ``<consumer>.steam_demand`` [kg/s] and ``<surplus>.available`` [MW] where a delivery needs them."""
     xs: list[str] = []
     xl: list[float] = []
     xu: list[float] = []
@@ -513,7 +715,43 @@ def layout(spec: MpcProblemSpec) -> Layout:
     ]
     if spec.storage:
         ps.append("storage_value")
-    return Layout(tuple(xs), tuple(us), tuple(ps), tuple(xl), tuple(xu), tuple(ul), tuple(uu))
+    tl = [-math.inf] * len(xs)
+    tu = [math.inf] * len(xs)
+    for c in spec.held_contracts():
+        xs.append(f"contract.{c.key}.delivered")
+        xl.append(-math.inf)
+        xu.append(math.inf)
+        tl.append(c.min_mw * spec.horizon_h if c.min_mw > 0 else -math.inf)
+        tu.append(c.max_mw * spec.horizon_h if c.max_mw is not None else math.inf)
+        if c.min_mw > 0:
+            us.append(f"contract.{c.key}.short")
+            ul.append(0.0)
+            uu.append(math.inf)
+        if c.max_mw is not None:
+            us.append(f"contract.{c.key}.excess")
+            ul.append(0.0)
+            uu.append(math.inf)
+    for c in spec.contracts:
+        extra = {
+            DeliveryKind.STEAM_NET: f"{c.unit}.steam_demand",
+            DeliveryKind.STEAM_DEMAND: f"{c.unit}.steam_demand",
+            DeliveryKind.SURPLUS: f"{c.unit}.available",
+        }.get(c.kind)
+        if extra is not None and extra not in ps:
+            ps.append(extra)
+    terms = Layout.terms + (("contract",) if spec.contracts else ())
+    return Layout(
+        tuple(xs),
+        tuple(us),
+        tuple(ps),
+        tuple(xl),
+        tuple(xu),
+        tuple(ul),
+        tuple(uu),
+        terms,
+        tuple(tl),
+        tuple(tu),
+    )
 
 
 @dataclass(frozen=True)
@@ -529,6 +767,7 @@ class SxModel:
     g: Any
     outputs: Any
     output_names: tuple[str, ...]
+    sums: tuple[int, ...] = ()  # states that sum their rhs over an interval (x_k+1 = x_k + rhs(x_k, u_k) dt)
 
 
 class Hold:
@@ -658,6 +897,23 @@ def build_sx(spec: MpcProblemSpec, lay: Layout | None = None, hold: str = Hold.S
     if spec.steam:
         g.append(P("steam_demand") - steam_made - U("unmet_steam"))
         unmet_steam = U("unmet_steam") * spec.steam_dh_ref_j_kg * spec.unmet_penalty
+    contract: Any = 0.0  # [EUR/h]
+    sums: list[int] = []
+    for c in spec.contracts:
+        d = _delivery(spec, c, X, U, P, A)
+        outs[f"contract.{c.key}.delivery"] = d * MW
+        if not c.decided:
+            continue  # a forecast, not a decision: its shortfall is reported, not constrained
+        flow = d
+        if c.min_mw > 0:
+            flow = flow + U(f"contract.{c.key}.short")
+            contract += U(f"contract.{c.key}.short") * c.penalty
+        if c.max_mw is not None:
+            flow = flow - U(f"contract.{c.key}.excess")
+            contract += U(f"contract.{c.key}.excess") * c.penalty
+        i = lay.x_index(f"contract.{c.key}.delivered")
+        rhs[i] = flow / HOUR  # [MWh/s]
+        sums.append(i)
     move: Any = 0.0
     for r in spec.ramped():
         move += (U(f"{r.key}.rate") / (r.rate / r.scale * HOUR)) ** 2
@@ -672,6 +928,7 @@ def build_sx(spec: MpcProblemSpec, lay: Layout | None = None, hold: str = Hold.S
         unmet_steam,
         band,
         move,
+        *([contract / HOUR] if spec.contracts else []),  # [EUR/h] -> EUR/s
     )
     out_names = tuple(outs)
     return SxModel(
@@ -683,7 +940,29 @@ def build_sx(spec: MpcProblemSpec, lay: Layout | None = None, hold: str = Hold.S
         ca.vertcat(*g) if g else ca.SX(0, 1),
         ca.vertcat(*outs.values()),
         out_names,
+        tuple(sums),
     )
+
+
+def _delivery(spec: MpcProblemSpec, c: ContractDelivery, X: Any, U: Any, P: Any, A: Any) -> Any:
+    """An exchange's delivery rate [MW] (see :class:`DeliveryKind`); X, U, P, A as in :func:`build_sx`."""
+    if c.kind in (DeliveryKind.STEAM_NET, DeliveryKind.STEAM_DEMAND):
+        kg: Any = P(f"{c.unit}.steam_demand")
+        for b in c.boilers:
+            lu = next(u for u in spec.loads if u.name == b)
+            kg = kg - X(f"{b}.load") * lu.capacity_w / lu.dh_j_kg
+        return kg * c.mw_per_kg_s
+    if c.kind == DeliveryKind.CHP_HEAT:
+        return U(f"{c.unit}.dh_heat")
+    if c.kind == DeliveryKind.SURPLUS:
+        su = next(s for s in spec.surplus if s.name == c.unit)
+        if su.setpoint is None:
+            raise ModelError(f"contract {c.key!r}: surplus {c.unit!r} has no use setpoint")
+        return A(su.setpoint.key) * P(f"{c.unit}.available")
+    if c.kind == DeliveryKind.HP_SOURCE:
+        lu = next(u for u in spec.loads if u.name == c.unit)
+        return X(f"{lu.name}.load") * lu.capacity_w / MW * (1.0 - P(f"{lu.name}.inv_cop"))
+    raise ModelError(f"contract {c.key!r}: unknown delivery kind {c.kind!r}")
 
 
 def discretise(model: SxModel, dt: float, substeps: int, ramped: Sequence[tuple[int, int]] = ()) -> Any:
@@ -702,10 +981,12 @@ def discretise(model: SxModel, dt: float, substeps: int, ramped: Sequence[tuple[
         k3 = f(xk + 0.5 * h * k2, model.u, model.p)
         k4 = f(xk + h * k3, model.u, model.p)
         xk = xk + h / 6.0 * (k1 + 2 * k2 + 2 * k3 + k4)
-    if ramped:
+    if ramped or model.sums:
         parts = [xk[i] for i in range(xk.shape[0])]
         for xi, ui in ramped:
             parts[xi] = model.x[xi] + model.u[ui] * dt / HOUR
+        for xi in model.sums:  # contract sums: the rate at the interval start times dt, as the cost terms
+            parts[xi] = model.x[xi] + model.rhs[xi] * dt
         xk = ca.vertcat(*parts)
     return xk
 
@@ -816,6 +1097,14 @@ def parameters(
             cols[name] = v if name == spec.co2_price else v * 3.6e9  # EUR/J -> EUR/MWh
     if spec.storage:
         cols["storage_value"] = np.full(n, storage_value(spec, cols))
+    for c in spec.contracts:
+        if c.kind in (DeliveryKind.STEAM_NET, DeliveryKind.STEAM_DEMAND):
+            flow = next(s.design_flow_kg_s for s in spec.steam if s.name == c.unit)
+            cols[f"{c.unit}.steam_demand"] = (
+                np.maximum(_series(forecasts, f"{c.unit}.demand", n, 0.5), 0.0) * flow
+            )
+        elif c.kind == DeliveryKind.SURPLUS:
+            cols[f"{c.unit}.available"] = avail[c.unit] / MW
     return np.column_stack([cols[name] for name in lay.params])
 
 
