@@ -371,6 +371,7 @@ def _drive(x, edges, ur, ul, rows, xs, ys, p, Jp, Ji, Jx, color, ncolor, Lp, Li,
         if not adaptive:
             h = h_max
             ist[7] = 0
+            ist[8] = 0
             if it1 + it2 > SLOW_NEWTON:
                 ist[2] = 1
             continue

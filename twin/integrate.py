@@ -283,7 +283,7 @@ class Sdirk2:
             ist[1] = 1  # fresh Jacobian
         elif fresh:
             ist[2] = 1  # a Jacobian at the start, then its factor
-        st = np.array([edges[0], h0, self._hf, h0, 0.0, self._h_jump, h0])
+        st = np.array([edges[0], h0, self._hf, h0, 0.0, self._h_jump])
         jp, ji, color, ncolor = self._pattern
         while True:
             assert self._lu is not None
