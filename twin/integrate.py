@@ -168,17 +168,15 @@ class Sdirk2:
     def mass_gross(self) -> float:
         return float(self.acc[3])
 
-    def _start(self, t: float, x: Array, u: Array, h: float) -> None:
-        """Jacobian at the start, and the LU pivot order and pattern: from the park's cache if an earlier
-        process left one (the values are then computed by the compiled refactorization, which falls back
-        to SuperLU if the pivots do not suit), else from SuperLU (and cached)."""
+    def _start(self, t: float, x: Array, u: Array, h: float) -> bool:
+        """LU pivot order and pattern: from the park's cache if an earlier process left one (the Jacobian
+        and the factor values are then computed in the compiled stepper, which falls back to SuperLU if the
+        pivots do not suit; returns False), else from SuperLU at a Jacobian computed here (and cached;
+        returns True)."""
         self._pattern = self.park.sparsity()
         jp, ji, color, ncolor = self._pattern
-        f0 = np.empty(self.n)
-        self.park._module.rhs(float(t), x, u, self.p, f0, np.empty(self.park.n_outputs), np.empty(4))
-        self._jx = np.empty(ji.shape[0])
-        self.park._module.jac(float(t), x, u, self.p, f0, color, ncolor, jp, ji, self._jx)
-        self.jac_evals += 1
+        self._jx = np.zeros(ji.shape[0])
+        self._hf = -1.0  # no factor values yet
         path = self.park.cache_file("lu")
         try:
             with np.load(path) as z:
@@ -195,10 +193,13 @@ class Sdirk2:
                     pc,
                     np.argsort(pc),
                 )
-                self._hf = -1.0  # values still to compute
-                return
+                return False
         except (OSError, KeyError, ValueError):
             pass
+        f0 = np.empty(self.n)
+        self.park._module.rhs(float(t), x, u, self.p, f0, np.empty(self.park.n_outputs), np.empty(4))
+        self.park._module.jac(float(t), x, u, self.p, f0, color, ncolor, jp, ji, self._jx)
+        self.jac_evals += 1
         self._analyse(h)
         assert self._lu is not None
         lp, li, _lx, up, ui, _ux, pr, pc, _ipc = self._lu
@@ -208,6 +209,7 @@ class Sdirk2:
             os.replace(tmp, path)
         except OSError as exc:
             log.debug("LU pattern cache not written: %s", exc)
+        return True
 
     def _analyse(self, h: float) -> None:
         """SuperLU of I - h g J with the Jacobian in ``self._jx``: pivot order and fill pattern that the
@@ -279,8 +281,10 @@ class Sdirk2:
         ist = np.zeros(11, dtype=np.int64)
         ist[8] = int(jump)
         if self._lu is None:
-            self._start(edges[0], x, u_right[0], h0)
-            ist[1] = 1  # fresh Jacobian
+            if self._start(edges[0], x, u_right[0], h0):
+                ist[1] = 1  # fresh Jacobian
+            else:
+                ist[2] = 1  # the stepper computes the Jacobian, then the factor
         elif fresh:
             ist[2] = 1  # a Jacobian at the start, then its factor
         st = np.array([edges[0], h0, self._hf, h0, 0.0, self._h_jump])

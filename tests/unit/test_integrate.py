@@ -98,7 +98,9 @@ def test_step_depends_on_its_arguments_only(park: Park, start: np.ndarray) -> No
 def test_compiled_refactorization_matches_superlu(park: Park, start: np.ndarray) -> None:
     solver = Sdirk2(park)
     solver._start(0.0, start, park.u_default, 10.0)
-    jp, ji, _c, _n = solver._pattern
+    jp, ji, color, ncolor = solver._pattern
+    f0 = park.rhs(0.0, start, park.u_default)
+    park._module.jac(0.0, start, park.u_default, park.params, f0, color, ncolor, jp, ji, solver._jx)
     solver._analyse(10.0)
     assert solver._lu is not None
     lp, li, lx, up, ui, ux, pr, pc, ipc = solver._lu
