@@ -129,7 +129,7 @@ def measure_startup() -> tuple[float, float]:
     return times[0], min(times[1:])
 
 
-def run_casadi(park: Any, x0: np.ndarray, table: np.ndarray, n_steps: int) -> tuple[float, np.ndarray]:
+def run_casadi(park: Any, x0: np.ndarray, table: np.ndarray, n_steps: int) -> tuple[float, np.ndarray, float]:
     import casadi as ca
 
     warnings.filterwarnings("ignore", category=FutureWarning)
@@ -150,15 +150,15 @@ def run_casadi(park: Any, x0: np.ndarray, table: np.ndarray, n_steps: int) -> tu
     yf = ca.Function("y", [x_sx, u_sx], [y_sx])
     ys = np.empty((n_steps + 1, park.n_outputs))
     ys[0] = np.asarray(yf(x0, table[0])).ravel()
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     xk = x0
     for k in range(n_steps):
         xk = np.asarray(sim.make_step(table[k].reshape(-1, 1))).ravel()
         ys[k + 1] = park.outputs(xk, table[k + 1])
-    return time.perf_counter() - t, ys
+    return time.perf_counter() - t, ys, time.process_time() - c
 
 
-def run_numpy(park: Any, x0: np.ndarray, table: np.ndarray, n_steps: int) -> tuple[float, np.ndarray]:
+def run_numpy(park: Any, x0: np.ndarray, table: np.ndarray, n_steps: int) -> tuple[float, np.ndarray, float]:
     import scipy.sparse as sp
     from scipy.integrate import solve_ivp
 
@@ -176,7 +176,7 @@ def run_numpy(park: Any, x0: np.ndarray, table: np.ndarray, n_steps: int) -> tup
     ys = np.empty((n_steps + 1, park.n_outputs))
     ys[0] = park.outputs(x0, table[0])
     xk = x0.copy()
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     for k in range(n_steps):
         sol = solve_ivp(
             rhs,
@@ -190,7 +190,7 @@ def run_numpy(park: Any, x0: np.ndarray, table: np.ndarray, n_steps: int) -> tup
         )
         xk = sol.y[:, -1]
         ys[k + 1] = park.outputs(xk, table[k + 1])
-    return time.perf_counter() - t, ys
+    return time.perf_counter() - t, ys, time.process_time() - c
 
 
 def main() -> int:
@@ -312,16 +312,20 @@ def main() -> int:
         bh = args.baseline_hours or args.hours
         n_b = round(bh * 3600.0 / DT)
 
+        cpu: dict[str, list[float]] = {"twin": [], "casadi": [], "numpy": []}
+
         def twin_run() -> tuple[Any, float]:
-            tw = time.perf_counter()
+            tw, c = time.perf_counter(), time.process_time()
             r = park.simulate(t0 + n_b * DT, sched, dt_out=DT, x0=x0, t0=t0)
+            cpu["twin"].append(time.process_time() - c)
             return r, time.perf_counter() - tw
 
         # interleaved with the baselines, so that a change of machine load hits both sides
         res_b, tw1 = twin_run()
-        cas_wall, cas_y = run_casadi(park, x0, table, n_b)
+        cas_wall, cas_y, cas_c = run_casadi(park, x0, table, n_b)
         _, tw2 = twin_run()
-        cas_wall2, _ = run_casadi(park, x0, table, n_b)
+        cas_wall2, _, cas_c2 = run_casadi(park, x0, table, n_b)
+        cpu["casadi"] += [cas_c, cas_c2]
         _, tw3 = twin_run()
         tw_b = float(np.median([tw1, tw2, tw3]))
         cas_wall = float(np.median([cas_wall, cas_wall2]))
@@ -330,7 +334,8 @@ def main() -> int:
             f"casadi/do-mpc: {cas_wall:.1f} s over {bh:g} h (twin {tw_b:.3f} s) -> {cas_wall / tw_b:.0f}x; "
             f"max_rel_diff {cas_rel:.2e} ({cas_worst})"
         )
-        np_wall, np_y = run_numpy(park, x0, table, n_b)
+        np_wall, np_y, np_c = run_numpy(park, x0, table, n_b)
+        cpu["numpy"].append(np_c)
         _, tw4 = twin_run()
         tw_np = float(np.median([tw2, tw3, tw4]))
         np_rel, np_worst = rel_diff(park, np_y, yref[: n_b + 1])
@@ -355,6 +360,10 @@ def main() -> int:
                 "numpy": "scipy solve_ivp BDF (rtol=atol=1e-6, jac_sparsity) on the same rhs in plain numpy "
                 "(vectorised exchanger/pipe/tank, uncompiled IF97 header inversion)",
                 "twin_max_rel_diff_baseline_window": twin_rel_b,
+                # CPU time of this process: less disturbed by other jobs than wall time on a shared machine
+                "cpu_s_median": {k: float(np.median(v)) for k, v in cpu.items()},
+                "vs_casadi_cpu": float(np.median(cpu["casadi"]) / np.median(cpu["twin"])),
+                "vs_numpy_cpu": float(np.median(cpu["numpy"]) / np.median(cpu["twin"])),
             }
         )
     out.parent.mkdir(parents=True, exist_ok=True)
