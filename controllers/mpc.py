@@ -2,8 +2,9 @@
 
 ``MpcController(spec).step(state, forecasts, now) -> ControlResult`` with an explicit status; the plan
 covers the horizon, ``objective_terms`` the cost terms over the horizon [EUR] and ``slack`` the soft
-constraints relaxed (unmet heat [MWh], unmet steam [t], supply-band violation [K h]). The prediction
-model and its assumptions are in :mod:`controllers.mpc_model`.
+constraints relaxed (unmet heat [MWh], unmet steam [t], supply-band violation [K h], per contract the
+energy short of its minimum or beyond its maximum over the horizon [MWh], with its penalty in
+``objective_terms``). The prediction model and its assumptions are in :mod:`controllers.mpc_model`.
 
 Two set-ups of the same model and objective (``Variant``):
 
