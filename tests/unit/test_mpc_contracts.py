@@ -288,3 +288,26 @@ def test_the_reference_park_solves_with_bounds_on_every_exchange() -> None:
         d = res.slack[f"contract.{c.key}.delivered_mwh"]
         assert d + res.slack[f"contract.{c.key}.short_mwh"] >= 1.0 * s.horizon_h * (1 - 1e-3)
         assert d - res.slack[f"contract.{c.key}.excess_mwh"] <= 100.0 * s.horizon_h * (1 + 1e-3)
+
+
+def test_an_exchange_the_model_cannot_express_is_skipped_with_a_note(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # the pharma boiler's own steam line: the model has no variable for one boiler's share of a consumer
+    own_line = mm.ExchangeTerms(
+        "backup",
+        "backup_steam",
+        "pharma_boiler",
+        "steam_out",
+        "pharma",
+        "steam_in",
+        100.0,
+        None,
+        1.0,
+        5.0,
+        "day",
+    )
+    with caplog.at_level("WARNING", logger="controllers.mpc_model"):
+        s = spec(own_line, terms(min_mwh=100.0))
+    assert [c.key for c in s.contracts] == ["steam_pharma"]
+    assert "backup_steam" in caplog.text and "not expressed" in caplog.text
