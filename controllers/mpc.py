@@ -9,7 +9,9 @@ energy short of its minimum or beyond its maximum over the horizon [MWh], with i
 Two set-ups of the same model and objective (``Variant``):
 
 * ``FAST`` (used in operation): do-mpc's discrete-time model holding the RK4-discretised reduced model
-  (no collocation points), ``expand`` SX, IPOPT told the problem is a QP (constant Jacobians and
+  (no collocation points) kept as a graph of calls (not expanded to SX: with the 16-cell pipe and RK4
+  substeps the expanded derivative graph took a minute to build, ~0.9 GB and 3x the solve time), IPOPT
+  told the problem is a QP (constant Jacobians and
   Hessian), printing off, warm start from the *shifted* previous solution with
   ``warm_start_init_point`` and a small initial barrier, and the solve driven through do-mpc's
   ``opt_p_num``/``solve()`` instead of ``make_step`` (which sleeps without an initial guess, keeps
@@ -160,7 +162,7 @@ class MpcController:
             mpc.settings.store_lagr_multiplier = False
             mpc.settings.store_solver_stats = []
             mpc.settings.nlpsol_opts = {
-                "expand": True,
+                "expand": False,
                 "print_time": 0,
                 "ipopt.print_level": 0,
                 "ipopt.sb": "yes",
