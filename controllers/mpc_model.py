@@ -19,7 +19,8 @@ Reduced-order model (units in brackets are the scaled units the optimiser sees):
   q_h + m_s dh <= a L, q_h <= heat_capacity, m_s <= steam_capacity. The split setpoint written is
   q_h / (a L) (the twin sends that share of its useful heat to DH and the rest to steam).
 * Steam header: an instantaneous steam balance, sum of steam produced + unmet >= demand (excess is vented
-  by the relief valve); header pressure dynamics (seconds) are not predicted.
+  by the relief valve); header pressure dynamics (seconds) are not predicted. A steam boiler piped to one
+  consumer only (a backup boiler) makes at most that consumer's demand: it cannot carry the others.
 * Surplus heat into a heat exchanger: recovered heat = use * available * capacity * eta, where eta is
   the exchanger's epsilon-NTU counter-flow recovery at the forecast cold-side flow and full use
   (Incropera, Fundamentals of Heat and Mass Transfer, eq. 11.29a). Surplus feeding a heat pump's source
@@ -132,6 +133,7 @@ class LoadUnit:
     steam_capacity_kg_s: float = 0.0
     dh_j_kg: float = 0.0
     split_tag: str | None = None
+    serves: str | None = None  # steam boiler piped to one consumer only: its steam goes nowhere else
     carnot_efficiency: float = 0.0
     t_con_k: float = 0.0
     t_source_k: float = 0.0
@@ -315,6 +317,13 @@ def _enthalpy_rise(p_pa: float, t_steam_k: float | None, t_feed_k: float) -> flo
     return float(if97.h_pt(p_pa, t)) - float(if97.h_pt(p_pa, min(t_feed_k, t_sat - 1.0)))
 
 
+def _served_consumer(spec: ParkSpec, boiler: str) -> str | None:
+    """The one steam consumer a steam boiler is piped to directly (a backup boiler), else None."""
+    targets = {c.target for c in spec.connections if c.source == boiler}
+    consumers = [t for t in targets if spec.unit(t).model == "steam_consumer"]
+    return consumers[0] if len(consumers) == 1 and len(targets) == 1 else None
+
+
 def problem_from_spec(
     spec: ParkSpec,
     *,
@@ -406,6 +415,7 @@ def problem_from_spec(
                 dh_j_kg=_enthalpy_rise(p["steam_pressure"], None, p["feedwater_temperature"])
                 if steam
                 else 0.0,
+                serves=_served_consumer(spec, u.name) if steam else None,
             )
         )
     for u in by_model.get("heat_pump", []):
@@ -731,6 +741,9 @@ def layout(spec: MpcProblemSpec) -> Layout:
             us.append(f"contract.{c.key}.excess")
             ul.append(0.0)
             uu.append(math.inf)
+    for u in spec.loads:
+        if u.serves is not None and f"{u.serves}.steam_demand" not in ps:
+            ps.append(f"{u.serves}.steam_demand")
     for c in spec.contracts:
         extra = {
             DeliveryKind.STEAM_NET: f"{c.unit}.steam_demand",
@@ -844,6 +857,15 @@ def build_sx(spec: MpcProblemSpec, lay: Layout | None = None, hold: str = Hold.S
             if lu.kind == LoadKind.STEAM:
                 steam_made += load * lu.capacity_w / lu.dh_j_kg
                 outs[f"{lu.name}.steam_flow"] = load * lu.capacity_w / lu.dh_j_kg
+                if lu.serves is not None:
+                    # a backup boiler piped to one consumer cannot cover the others' steam (on the setpoint
+                    # written, as for the heat pump's source: the lagged load at k = 0 is fixed); soft through
+                    # the unmet-steam slack so a boiler that cannot ramp down in one step leaves it feasible
+                    g.append(
+                        A(lu.setpoint.key) * lu.capacity_w / lu.dh_j_kg
+                        - P(f"{lu.serves}.steam_demand")
+                        - U("unmet_steam")
+                    )
             else:
                 q_dh += load * lu.capacity_w / MW
                 outs[f"{lu.name}.heat_flow"] = load * lu.capacity_w
@@ -1097,6 +1119,12 @@ def parameters(
             cols[name] = v if name == spec.co2_price else v * 3.6e9  # EUR/J -> EUR/MWh
     if spec.storage:
         cols["storage_value"] = np.full(n, storage_value(spec, cols))
+    for u in spec.loads:
+        if u.serves is not None:
+            flow = next(st.design_flow_kg_s for st in spec.steam if st.name == u.serves)
+            cols[f"{u.serves}.steam_demand"] = (
+                np.maximum(_series(forecasts, f"{u.serves}.demand", n, 0.5), 0.0) * flow
+            )
     for c in spec.contracts:
         if c.kind in (DeliveryKind.STEAM_NET, DeliveryKind.STEAM_DEMAND):
             flow = next(s.design_flow_kg_s for s in spec.steam if s.name == c.unit)
