@@ -5,10 +5,12 @@ A scenario (YAML, see ``configs/scenarios/``)::
     name: chp trip in winter
     config: ../kalundborg.yaml        # relative to the scenario file
     start_offset: 160 d               # where in the site's profiles the run starts (default 0)
+    warmup: 6 h                       # service and plant run this long first, not scored (default 0)
     duration: 24 h
     cycle: 60 s                       # the service's supervision cycle
     plant_step: 30 s                  # plant samples this often (divides the cycle)
     controller: baseline              # none | baseline | mpc
+    twin: estimator                   # the service's twin: estimator (default, as symtwin run) | open_loop | none
     plant: {noise: true, actuator_lag: 30 s, seed: 1, mismatch: {"*.ua": 0.8}}
     events:
       - {at: 2 h, fault: sensor_freeze, tag: utility.dh.supply_t, duration: 30 min}
