@@ -13,6 +13,7 @@ median solve times (default / fast). ``rss_mb`` is the process's peak resident m
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import sys
 import time
@@ -122,12 +123,13 @@ def main() -> None:
             "build_fast_s": build_fast_s,
             "build_default_s": build_default_s,
             "fast": "do-mpc discrete model (RK4 of the reduced model, setpoints written at interval start), "
-            "expand=True, IPOPT told the NLP is a QP (constant Jacobians/Hessian), shifted warm start with "
+            "kept as a call graph (not expanded to SX), IPOPT told the NLP is a QP (constant Jacobians/Hessian), shifted warm start with "
             "warm_start_init_point and mu_init 1e-4, tvp/x0 written straight into opt_p_num, solve() "
             "instead of make_step",
             "default": "do-mpc continuous model, collocation defaults (radau, deg 2, ni 1), default IPOPT "
             "options (print suppressed), make_step with do-mpc's own warm start",
-            "machine_note": "shared 2-core machine under load from other engineers' jobs; figures taken under load",
+            "machine_note": "2-core machine; note the load average at the time of the run",
+            "load_average_1min": os.getloadavg()[0],
         },
     )
 
