@@ -12,29 +12,15 @@ from controllers import mpc_model as mm
 from controllers.mpc import MpcController, Variant
 from controllers.types import SolveStatus
 from tests.unit.test_mpc_contracts import FUELS, STEP, T0, TAGS, conn, unit
+from tests.unit.test_mpc_contracts import PARK as CONTRACT_PARK
 from twin.spec import ParkSpec
 
-C = 273.15
 N = 8
+_SHARED = {u.name: u for u in CONTRACT_PARK.units if u.name in ("chp", "header", "pharma_boiler")}
 PARK = ParkSpec(
     "steam2",
     (
-        unit(
-            "chp",
-            "chp_boiler",
-            steam_capacity=50.0,
-            heat_capacity=60e6,
-            fuel_capacity=200e6,
-            power_ratio=0.1,
-            efficiency=0.9,
-            min_load=0.3,
-            steam_pressure=10e5,
-            steam_temperature=200 + C,
-            feedwater_temperature=105 + C,
-            ramp_rate=0.05 / 60.0,
-        ),
-        unit("header", "steam_header", nominal_pressure=10e5),
-        unit("pharma_boiler", "gas_boiler", capacity=60e6, medium=1.0, min_load=0.2, ramp_rate=0.05 / 60.0),
+        *_SHARED.values(),
         unit("pharma", "steam_consumer", {"demand": "pharma_demand"}, design_flow=20.0),
         unit("refinery", "steam_consumer", {"demand": "refinery_demand"}, design_flow=30.0),
     ),
