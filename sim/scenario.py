@@ -289,6 +289,7 @@ def load_scenario(path: str | Path, config: str | Path | None = None) -> Scenari
         seed=model.plant.seed,
         max_step_s=min(plant_step, 60.0),
         settle_s=settle,
+        keep_writes=None,  # the record and the criteria need every write
     )
     return Scenario(
         path,
@@ -669,7 +670,7 @@ async def run_scenario(
     await service.shutdown()
     if controller is not None:
         controller.close()
-    jumps = [f"{tag} -> {v:.6g}" for _, tag, v in plant.writes[n_before:]]
+    jumps = [f"{tag} -> {v:.6g}" for _, tag, v in list(plant.writes)[n_before:]]
     if jumps:
         rec.events.append(
             Event(rec.end, "shutdown", "service stopped; wrote safe values: " + ", ".join(jumps))

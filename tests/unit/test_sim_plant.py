@@ -200,3 +200,14 @@ def test_faults_are_checked_when_built() -> None:
     assert f.kind is FaultKind.COMMS_LOSS and f.active(10.0) and not f.active(15.0)
     sched = FaultSchedule([f])
     assert [(t, started) for t, _, started in sched.transitions(0.0, 20.0)] == [(10.0, True), (15.0, False)]
+
+
+def test_the_write_log_is_bounded_unless_a_scenario_keeps_all(demo: LoadedSite) -> None:
+    tag = "utility.boiler.load_sp"
+    bounded, full = make(demo, keep_writes=3), make(demo, keep_writes=None)
+    for k in range(10):
+        for plant in (bounded, full):
+            plant.apply({tag: 0.1 + 0.05 * k})
+    assert [v for _, _, v in bounded.writes] == pytest.approx([0.45, 0.5, 0.55])  # the last three
+    assert len(full.writes) == 10
+    assert PlantParams().keep_writes is not None  # a long `symtwin sim` run does not grow without end
