@@ -49,7 +49,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="0s",
         help="first run this long with the start inputs held, for a consistent initial state",
     )
-    parser.add_argument("--max-step", default="30s", help="largest integrator step; default 30s")
+    parser.add_argument(
+        "--max-step",
+        default="300s",
+        help="largest integrator step; default 300s (steps adapt to the accuracy below it)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
