@@ -160,7 +160,9 @@ def check_run(
     COUNTS["runs"] += 1
 
 
-@settings(max_examples=2_000, deadline=None, suppress_health_check=list(HealthCheck))
+# derandomize: the coverage counts checked below are then the same in every run (a random draw once gave
+# 10 last-plan cycles of the 20 asked for)
+@settings(max_examples=2_000, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 @given(
     la=limits,
     lb=limits,
