@@ -285,7 +285,6 @@ class BaselineController:
         self._integral = [0.0 for _ in params.pressure_trim]  # pressure PI integrals [kg/s]
         self._heat_integral = [0.0 for _ in params.supply_trim]  # supply-temperature integrals [W]
         self._last_now: float | None = None
-        self._last_heat_now: float | None = None
 
     def reset_warm_start(self) -> None:
         """Forget the thermostat and pressure-controller memory (the baseline's only state)."""
@@ -293,12 +292,16 @@ class BaselineController:
         self._integral = [0.0 for _ in self._integral]
         self._heat_integral = [0.0 for _ in self._heat_integral]
         self._last_now = None
-        self._last_heat_now = None
 
-    def _trim(self, state: Mapping[str, float], forecasts: Mapping[str, FloatArray], now: float) -> float:
-        """Steam correction from the header pressure controllers [kg/s]; updates their integrals."""
+    def _elapsed(self, now: float) -> float:
+        """Time the integrators advance by this step [s]: since the last step, at most one plan step (a
+        pause such as a comms loss must not integrate its whole length at once)."""
         dt = 0.0 if self._last_now is None else min(max(now - self._last_now, 0.0), self.params.step_s)
         self._last_now = now
+        return dt
+
+    def _trim(self, state: Mapping[str, float], forecasts: Mapping[str, FloatArray], dt: float) -> float:
+        """Steam correction from the header pressure controllers [kg/s]; updates their integrals."""
         total = 0.0
         for i, trim in enumerate(self.params.pressure_trim):
             pressure = trim.pressure.value(state, forecasts, 0)
@@ -313,15 +316,9 @@ class BaselineController:
         return total
 
     def _heat_trim(
-        self, heat_w: float, state: Mapping[str, float], forecasts: Mapping[str, FloatArray], now: float
+        self, heat_w: float, state: Mapping[str, float], forecasts: Mapping[str, FloatArray], dt: float
     ) -> float:
         """Heat correction from the supply-temperature integrals [W]; updates them."""
-        dt = (
-            0.0
-            if self._last_heat_now is None
-            else min(max(now - self._last_heat_now, 0.0), self.params.step_s)
-        )
-        self._last_heat_now = now
         total = 0.0
         for i, trim in enumerate(self.params.supply_trim):
             supply = trim.supply.value(state, forecasts, 0)
@@ -341,9 +338,10 @@ class BaselineController:
         charging = dict(self._charging)
         plans: list[_Dispatch] = []
         readings = (*p.heat_demand, *p.steam_demand)
-        trim = self._trim(state, forecasts, now)
+        dt = self._elapsed(now)
+        trim = self._trim(state, forecasts, dt)
         heat_now = [r.value(state, forecasts, 0) for r in p.heat_demand]
-        heat_trim = self._heat_trim(sum(v for v in heat_now if v is not None), state, forecasts, now)
+        heat_trim = self._heat_trim(sum(v for v in heat_now if v is not None), state, forecasts, dt)
         for k in range(n):
             # Heat made now reaches the consumers a transport delay later: dispatch for the demand then.
             values = [r.ahead(state, forecasts, k, p.heat_lead_steps) for r in p.heat_demand]
