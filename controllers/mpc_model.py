@@ -63,6 +63,8 @@ import numpy as np
 from controllers.types import FloatArray
 from twin.spec import ParkSpec, UnitSpec
 
+IntArray = np.ndarray[Any, np.dtype[np.int64]]
+
 CP_WATER = 4190.0  # [J/(kg K)], the twin's constant (twin/README.md)
 RHO_WATER = 978.0  # [kg/m3], the twin's constant
 MW = 1e6  # [W]
@@ -282,7 +284,7 @@ class MpcProblemSpec:
     electricity_price: str = "price.electricity"
     co2_price: str = "price.co2"
     max_solve_s: float = 10.0
-    tolerance: float = 1e-6
+    tolerance: float = 1e-5
     steam_dh_ref_j_kg: float = 2.4e6
     defaults: Mapping[str, float] = field(default_factory=dict)
     headers: tuple[tuple[str, float], ...] = ()  # steam headers: (unit, nominal pressure [Pa])
@@ -1011,6 +1013,80 @@ def discretise(model: SxModel, dt: float, substeps: int, ramped: Sequence[tuple[
             parts[xi] = model.x[xi] + model.rhs[xi] * dt
         xk = ca.vertcat(*parts)
     return xk
+
+
+@dataclass(frozen=True)
+class LinearStep:
+    """One control interval of the discretised model as an affine map x+ = A(p) x + B(p) u + c(p), with
+    A and B kept to their structural non-zeros. The reduced model is affine in (x, u) for given
+    parameters (prices, flows, COP, ... multiply states and inputs, never each other), so the map is
+    exact, not a linearisation.
+
+    ``values(params)`` gives per row of parameters the ``n_values`` numbers (A's non-zeros, B's, c) that
+    ``apply`` takes as symbols in the NLP."""
+
+    nx: int
+    nu: int
+    a_rows: IntArray
+    a_cols: IntArray
+    b_rows: IntArray
+    b_cols: IntArray
+    fn: Any  # casadi Function p -> (A non-zeros, B non-zeros, c)
+    a_sparsity: Any
+    b_sparsity: Any
+
+    @property
+    def n_values(self) -> int:
+        return len(self.a_rows) + len(self.b_rows) + self.nx
+
+    def values(self, params: FloatArray) -> FloatArray:
+        """(rows, n_values): the map of each row of ``params`` (rows x n_params)."""
+        rows = params.shape[0]
+        a, b, c = self.fn.map(rows)(params.T)
+        return np.vstack([np.asarray(a), np.asarray(b), np.asarray(c)]).T
+
+    def apply(self, x: Any, u: Any, v: Any) -> Any:
+        """A x + B u + c with the non-zeros and offset taken from the symbols ``v`` (n_values x 1)."""
+        import casadi as ca
+
+        na, nb = len(self.a_rows), len(self.b_rows)
+        a = ca.SX(self.a_sparsity, v[:na])
+        b = ca.SX(self.b_sparsity, v[na : na + nb])
+        return ca.mtimes(a, x) + ca.mtimes(b, u) + v[na + nb :]
+
+
+def linear_step(
+    model: SxModel, dt: float, substeps: int, ramped: Sequence[tuple[int, int]] = ()
+) -> LinearStep:
+    """The :func:`discretise` map of ``model`` as a :class:`LinearStep`. Raises ModelError if the model is
+    not affine in (x, u) (a new unit kernel that multiplies two decisions needs the RK4 path)."""
+    import casadi as ca
+
+    nxt = discretise(model, dt, substeps, ramped)
+    jx = ca.jacobian(nxt, model.x)
+    ju = ca.jacobian(nxt, model.u)
+    xu = ca.vertcat(model.x, model.u)
+    if ca.depends_on(ca.vertcat(ca.vec(jx), ca.vec(ju)), xu):
+        raise ModelError("the MPC model is not affine in its states and inputs")
+    c = ca.substitute(nxt, xu, ca.DM.zeros(xu.shape[0]))
+    fn = ca.Function(
+        "linear_step",
+        [model.p],
+        [ca.vertcat(*jx.nonzeros()), ca.vertcat(*ju.nonzeros()), c],
+    )
+    ar, ac = jx.sparsity().get_triplet()
+    br, bc = ju.sparsity().get_triplet()
+    return LinearStep(
+        nx=int(model.x.shape[0]),
+        nu=int(model.u.shape[0]),
+        a_rows=np.asarray(ar, dtype=np.int64),
+        a_cols=np.asarray(ac, dtype=np.int64),
+        b_rows=np.asarray(br, dtype=np.int64),
+        b_cols=np.asarray(bc, dtype=np.int64),
+        fn=fn,
+        a_sparsity=jx.sparsity(),
+        b_sparsity=ju.sparsity(),
+    )
 
 
 def ramped_indices(spec: MpcProblemSpec, lay: Layout) -> list[tuple[int, int]]:
