@@ -39,6 +39,7 @@ import enum
 import functools
 import logging
 import math
+import os
 import time
 import warnings
 from collections.abc import Mapping
@@ -125,6 +126,10 @@ class MpcController:
     # -- construction ---------------------------------------------------------------------------------
 
     def _build(self) -> None:
+        # IPOPT's MUMPS calls the OpenBLAS bundled with casadi, loaded with the solver plugin below. Its
+        # threads spin on a KKT system this small (a 4-hour closed loop spent 24 of 58 s in the kernel) and
+        # take the core the control loop runs on: one thread, unless the user set it.
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
         import casadi as ca
 
         # do-mpc calls numpy functions on CasADi values; keep casadi's legacy behaviour, silently
