@@ -5,7 +5,7 @@ that a simple feed-forward dispatch changes every 5 minutes; all inputs are held
 the 60 s output intervals so that every path integrates exactly the same problem.
 
 Paths:
-  twin      the compiled park (numba right-hand side, adaptive SDIRK2 with sparse Newton, ``twin.integrate``)
+  twin      the compiled park (numba right-hand side, adaptive SDIRK3 with sparse Newton, ``twin.integrate``)
             at its default tolerance (``twin.integrate.DEFAULT_RTOL``)
   reference scipy Radau, rtol = atol = 1e-9, sparse Jacobian, restarted at every input change
   casadi    (a) the same equations as CasADi SX (``twin._casadi``) in do-mpc's Simulator (CVODES),
@@ -291,8 +291,9 @@ def main() -> int:
         "realtime_factor": rtf,
         "twin_steps": res.steps,
         "twin_rejected_steps": res.rejected,
-        "twin_integrator": f"adaptive SDIRK2 (Alexander), rtol={DEFAULT_RTOL:g} (default), weighted RMS error "
-        "norm, restart at input jumps, steps end on output times and input breakpoints",
+        "twin_integrator": f"adaptive SDIRK3 (Alexander, 3 stages, L-stable) with embedded 2nd-order error "
+        f"estimate, rtol={DEFAULT_RTOL:g} (default), weighted RMS error norm, restart at input jumps, steps end "
+        "on output times and input breakpoints",
         "max_rel_diff": max_rel,
         "max_rel_diff_output": worst,
         "max_rel_diff_metric": "max over outputs of max_t |y - y_ref| / max_t |y_ref| (scale floored at 1e-3 "

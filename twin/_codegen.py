@@ -9,7 +9,8 @@ process with the same park loads it in well under a second.
 The generated module defines ``rhs(t, x, u, p, dx, y, b)`` (derivatives, outputs, balance terms),
 ``jac(t, x, u, p, f0, color, ncolor, indptr, indices, data)`` (colored finite differences into a CSC
 pattern), ``_rhs`` (the plain source, for the plain-Python and CasADi back ends) and the compiled part
-of ``twin.integrate.Sdirk2``: ``drive`` (adaptive steps over a table of intervals), ``refactor``
+of ``twin.integrate.Sdirk2``: ``drive3`` (adaptive SDIRK3 steps over a table of intervals), ``drive``
+(SDIRK2, fixed or adaptive steps), ``refactor``
 (LU in a fixed SuperLU pattern), ``lu_solve``, ``stage``, ``linear_start``.
 """
 
@@ -80,6 +81,7 @@ jac = jit(_jac)
 
 STEPPER = """
 SLOW_NEWTON = 3  # Newton evaluations (both stages) above which the Jacobian is refreshed
+SLOW_NEWTON3 = 5  # the same for the three stages of SDIRK3
 
 def _lu_solve(b, Lp, Li, Lx, Up, Ui, Ux, perm_r, perm_c, z, out):
     # A = Pr^T L U Pc^T (sorted CSC; L unit diagonal stored first, U diagonal stored last as 1 / u_jj):
@@ -400,6 +402,185 @@ def _drive(x, edges, ur, ul, rows, xs, ys, p, Jp, Ji, Jx, color, ncolor, Lp, Li,
 
 
 drive = jit(_drive)
+
+
+def _drive3(x, edges, ur, ul, rows, xs, ys, p, Jp, Ji, Jx, color, ncolor, Lp, Li, Lx, Up, Ui, Ux, perm_r, perm_c,
+            iperm_c, gamma, st, ist, kp, acc, rtol, atol, ntol, maxit, h_max, fac_tol):
+    # Adaptive SDIRK3 (Alexander 1977: three stages, order 3, L-stable, stiffly accurate) with an embedded
+    # second-order solution from the first two stages for the error estimate. Arguments, st, ist and the
+    # return codes as in _drive (always adaptive).
+    n = x.shape[0]
+    nu = ur.shape[1]
+    ne = edges.shape[0]
+    c2 = 0.5 * (1.0 + gamma)
+    a21 = c2 - gamma
+    bb1 = -0.25 * (6.0 * gamma * gamma - 16.0 * gamma + 1.0)
+    bb2 = 0.25 * (6.0 * gamma * gamma - 20.0 * gamma + 5.0)
+    bh2 = (0.5 - gamma) / (c2 - gamma)
+    bh1 = 1.0 - bh2
+    e1 = bb1 - bh1
+    e2 = bb2 - bh2
+    u = np.empty(nu)
+    X = np.empty(n)
+    base = np.empty(n)
+    k1 = np.empty(n)
+    k2 = np.empty(n)
+    k3 = np.empty(n)
+    y = np.empty(NY)
+    b1 = np.empty(4)
+    b2 = np.empty(4)
+    b3 = np.empty(4)
+    res = np.empty(n)
+    d = np.empty(n)
+    z = np.empty(n)
+    w = np.empty(n)
+    e = np.empty(n)
+    mark = np.empty(n, dtype=np.int64)
+    j = ist[0]
+    t = st[0]
+    h = st[1]
+    hf = st[2]
+    while j < ne - 1:
+        a = edges[j]
+        b = edges[j + 1]
+        rem = b - t
+        if rem <= 1e-10 * max(1.0, abs(b)):
+            j += 1
+            t = b
+            if j < ne - 1:
+                for i in range(nu):
+                    if ur[j, i] != ul[j, i]:
+                        ist[8] = 1  # the inputs jump here: restart with the step learnt at earlier jumps
+                        if st[5] > 0.0:
+                            h = min(h, st[5])
+                        break
+            if rows[j] >= 0:
+                for i in range(nu):
+                    u[i] = ur[j, i]
+                rhs(t, x, u, p, k1, y, b1)
+                for i in range(n):
+                    xs[rows[j], i] = x[i]
+                for i in range(y.shape[0]):
+                    ys[rows[j], i] = y[i]
+            continue
+        hs = min(h, h_max)
+        m = np.ceil(rem / hs - 1e-9)
+        hs = rem / max(m, 1.0)
+        if ist[2] == 1:
+            inputs(t, a, b, ur[j], ul[j + 1], u)
+            rhs(t, x, u, p, k1, y, b1)
+            jac(t, x, u, p, k1, color, ncolor, Jp, Ji, Jx)
+            ist[9] += 1
+            ist[1] = 1
+            ist[2] = 0
+            hf = -1.0
+        if not (abs(hs / hf - 1.0) <= fac_tol):
+            if not refactor(hs * gamma, Jp, Ji, Jx, perm_r, iperm_c, Lp, Li, Lx, Up, Ui, Ux, z, mark):
+                st[0] = t
+                st[1] = h
+                st[2] = -1.0
+                st[3] = hs
+                ist[0] = j
+                return 1
+            ist[10] += 1
+            hf = hs
+        hg = hs * gamma
+        for i in range(n):
+            w[i] = 1.0 / (atol + rtol * abs(x[i]))
+        # stage 1 at t + g h, started as in _drive
+        inputs(t + hg, a, b, ur[j], ul[j + 1], u)
+        lin = ist[6] == 1 and ist[8] == 0
+        for i in range(n):
+            X[i] = x[i] + hg * kp[i] if lin else x[i]
+            d[i] = hg * kp[i]
+        if lin:
+            linear_start(X, x, hg, kp, d, Jp, Ji, Jx, Lp, Li, Lx, Up, Ui, Ux, perm_r, perm_c, res, z, e)
+        it1 = stage(t + hg, x, hg, u, X, p, Lp, Li, Lx, Up, Ui, Ux, perm_r, perm_c, k1, y, b1, res, d, z, w,
+                    ntol, maxit, False)
+        it2 = -1
+        it3 = -1
+        if it1 > 0:
+            # stage 2 at t + c2 h, started from the linearisation about X1
+            for i in range(n):
+                base[i] = x[i] + hs * a21 * k1[i]
+                d[i] = X[i]
+                X[i] = base[i] + hg * k1[i]
+                d[i] = X[i] - d[i]
+            linear_start(X, base, hg, k1, d, Jp, Ji, Jx, Lp, Li, Lx, Up, Ui, Ux, perm_r, perm_c, res, z, e)
+            inputs(t + c2 * hs, a, b, ur[j], ul[j + 1], u)
+            it2 = stage(t + c2 * hs, base, hg, u, X, p, Lp, Li, Lx, Up, Ui, Ux, perm_r, perm_c, k2, y, b2, res, d,
+                        z, w, ntol, maxit, False)
+        if it2 > 0:
+            # stage 3 at t + h (its value is x_n+1), started from the linearisation about X2 with the slope
+            # extrapolated from k1, k2
+            q = (1.0 - c2) / (c2 - gamma)
+            for i in range(n):
+                base[i] = x[i] + hs * (bb1 * k1[i] + bb2 * k2[i])
+                d[i] = X[i]
+                X[i] = base[i] + hg * (k2[i] + q * (k2[i] - k1[i]))
+                d[i] = X[i] - d[i]
+            linear_start(X, base, hg, k2, d, Jp, Ji, Jx, Lp, Li, Lx, Up, Ui, Ux, perm_r, perm_c, res, z, e)
+            inputs(t + hs, a, b, ur[j], ul[j + 1], u)
+            it3 = stage(t + hs, base, hg, u, X, p, Lp, Li, Lx, Up, Ui, Ux, perm_r, perm_c, k3, y, b3, res, d, z,
+                        w, ntol, maxit, True)
+        if it3 < 0:
+            ist[4] += 1
+            ist[7] = 1
+            if ist[1] == 0:
+                ist[2] = 1  # a fresh Jacobian first, then a shorter step
+            else:
+                h = 0.5 * hs
+                if h < 1e-6:
+                    st[0] = t
+                    st[3] = hs
+                    ist[0] = j
+                    return 3
+            continue
+        ist[5] += it1 + it2 + it3
+        # error of the embedded second-order solution, filtered by (I - h g J)^-1 (stiff components)
+        for i in range(n):
+            res[i] = hs * (e1 * k1[i] + e2 * k2[i] + gamma * k3[i])
+        lu_solve(res, Lp, Li, Lx, Up, Ui, Ux, perm_r, perm_c, z, e)
+        err = wnorm(e, w)
+        if err > 1.0:
+            ist[4] += 1
+            ist[7] = 1
+            h = hs * max(0.2, 0.9 * err ** (-1.0 / 3.0))
+            continue
+        for i in range(n):
+            x[i] = x[i] + hs * (bb1 * k1[i] + bb2 * k2[i] + gamma * k3[i])
+            kp[i] = k3[i]
+        for i in range(4):
+            acc[i] += hs * (bb1 * b1[i] + bb2 * b2[i] + gamma * b3[i])
+        t += hs
+        ist[3] += 1
+        ist[6] = 1
+        ist[1] = 0
+        err = max(err, 1e-10)
+        fac = 0.9 * err ** (-1.0 / 3.0)
+        if ist[8] == 1:
+            st[5] = hs * min(3.0, max(0.2, fac))
+            ist[8] = 0
+        elif st[4] > 0.0:
+            # PI control (Gustafsson 1991): exponents 0.7 / 3 and 0.4 / 3 for an estimate of order 3
+            fac = 0.9 * err ** (-0.7 / 3.0) * st[4] ** (0.4 / 3.0)
+        fac = min(1.0 if ist[7] == 1 else 3.0, max(0.2, fac))
+        if fac < 1.0 or fac > 1.1:  # small growth is not worth a new factor
+            h = hs * fac
+        else:
+            h = max(h, hs)
+        ist[7] = 0
+        st[4] = err
+        if it1 + it2 + it3 > SLOW_NEWTON3:
+            ist[2] = 1  # Newton slowed down: refresh the Jacobian before the next step
+    st[0] = t
+    st[1] = h
+    st[2] = hf
+    ist[0] = j
+    return 0
+
+
+drive3 = jit(_drive3)
 """
 
 
