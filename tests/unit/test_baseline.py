@@ -11,16 +11,10 @@ import pytest
 from controllers.baseline import CP_WATER, HEADER_MARGIN_PA, BaselineController, from_park_spec, from_site
 from controllers.supervisor import AlarmCode, Mode, Supervisor, SupervisorConfig
 from controllers.types import SetpointLimits, SolveStatus
-from twin.catalog import UNIT_MODELS
-from twin.spec import ConnectionSpec, ParkSpec, UnitSpec
+from tests.support.specs import unit
+from twin.spec import ConnectionSpec, ParkSpec
 
 C = 273.15
-
-
-def unit(name: str, model: str, profiles: dict[str, str] | None = None, **params: float) -> UnitSpec:
-    full = {p.name: p.default for p in UNIT_MODELS[model].params if p.default is not None}
-    full.update(params)
-    return UnitSpec(name, model, "owner", full, profiles or {})  # type: ignore[arg-type]
 
 
 def conn(src: str, sport: str, dst: str, dport: str) -> ConnectionSpec:

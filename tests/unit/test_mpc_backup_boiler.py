@@ -11,7 +11,8 @@ import numpy as np
 from controllers import mpc_model as mm
 from controllers.mpc import MpcController, Variant
 from controllers.types import SolveStatus
-from tests.unit.test_mpc_contracts import FUELS, STEP, T0, TAGS, conn, unit
+from tests.support.specs import unit
+from tests.unit.test_mpc_contracts import FUELS, STEP, T0, TAGS, conn
 from tests.unit.test_mpc_contracts import PARK as CONTRACT_PARK
 from twin.spec import ParkSpec
 

@@ -17,20 +17,14 @@ import pytest
 from controllers import mpc_model as mm
 from controllers.mpc import MpcController, Variant, problem_from_site
 from controllers.types import ControlResult, FloatArray, SolveStatus
-from twin.catalog import UNIT_MODELS
-from twin.spec import ConnectionSpec, ParkSpec, UnitSpec
+from tests.support.specs import unit
+from twin.spec import ConnectionSpec, ParkSpec
 
 C = 273.15
 N = 8  # 2 h of 15-min steps
 STEP = 900.0
 T0 = 150 * 86400.0
 DEMAND = 0.6  # pharma steam demand [-] of its 30 kg/s design flow
-
-
-def unit(name: str, model: str, profiles: dict[str, str] | None = None, **params: float) -> UnitSpec:
-    full = {p.name: p.default for p in UNIT_MODELS[model].params if p.default is not None}
-    full.update(params)
-    return UnitSpec(name, model, "owner", full, profiles or {})  # type: ignore[arg-type]
 
 
 def conn(src: str, dst: str) -> ConnectionSpec:
