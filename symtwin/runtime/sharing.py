@@ -152,60 +152,38 @@ def _payload(s: Sample, unit: str) -> bytes:
     return json.dumps({"value": value, "ts": s.timestamp, "unit": unit, "quality": int(s.quality)}).encode()
 
 
-class Publisher:
-    """A ``Sink`` for the service's history fan-out that republishes what the policy grants.
-
-    owners: parties whose tags this service republishes (each with its own broker login).
-    clock: the service clock [s since the epoch]; aggregates close on it.
-    auditor: records every share (flushed on :meth:`stop`).
-    """
+class _ShareWorker:
+    """What the broker publisher and the bucket writer share: a ``Sink`` whose ``write`` (any thread) only
+    appends to a bounded buffer (overflow dropped and counted), and one worker thread that hands each batch
+    to ``_process``, releases closed intervals with ``_flush(now)`` every ``flush_every_s`` (wall) on the
+    service clock less ``flush_lag_s``, and writes open audit records every ``audit_flush_every_s``."""
 
     def __init__(
         self,
-        policy: SharingPolicy,
-        connections: Mapping[str, MqttConfig],
+        owners: set[str],
+        owner_of: Mapping[str, str],
         *,
-        clock: Callable[[], float] = time.time,
-        auditor: ShareAuditor | None = None,
-        units: Mapping[str, str] | None = None,
-        params: PublisherParams = PublisherParams(),
+        clock: Callable[[], float],
+        auditor: ShareAuditor | None,
+        params: PublisherParams,
+        name: str,
     ) -> None:
         self.params = params
         self._clock = clock
         self._auditor = auditor
-        self._owner_of = {t.id: t.owner for t in policy.tags}
-        self._units = dict(units or {t.id: t.unit for t in policy.tags})
-        self._clients: dict[str, _OwnerClient] = {}
-        for owner, cfg in connections.items():
-            rep = Republisher(policy, owner, recorder=auditor)
-            if not rep.topics():
-                log.info("%s shares no tag with another party; nothing to republish for it", owner)
-                continue
-            self._clients[owner] = _OwnerClient(owner, cfg, rep, params.max_inflight)
+        self._owner_of = dict(owner_of)
+        self._owners = owners
         self._buf: deque[Sample] = deque()
         self._cv = threading.Condition()
         self._busy = False
         self._stop = False
-        self._thread = threading.Thread(target=self._run, name="share-publisher", daemon=True)
-        self.counts: dict[str, int] = {
-            "accepted": 0,
-            "dropped_buffer": 0,
-            "published": 0,
-            "dropped_client": 0,
-        }
-
-    @property
-    def owners(self) -> tuple[str, ...]:
-        return tuple(self._clients)
-
-    def topics(self) -> frozenset[str]:
-        """Every topic this publisher may publish on."""
-        return frozenset().union(*(c.republisher.topics() for c in self._clients.values()))
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self.counts: dict[str, int] = {"accepted": 0, "dropped_buffer": 0}
 
     # ------------------------------------------------------------ Sink (any thread, never blocks)
 
     def write(self, samples: Sequence[Sample]) -> None:
-        owned = [s for s in samples if self._owner_of.get(s.tag) in self._clients]
+        owned = [s for s in samples if self._owner_of.get(s.tag) in self._owners]
         if not owned:
             return
         with self._cv:
@@ -219,60 +197,25 @@ class Publisher:
 
     # ------------------------------------------------------------ lifecycle
 
-    def start(self, connect_timeout_s: float = 10.0) -> None:
-        """Connect every owner's client (waits up to ``connect_timeout_s`` for each, then goes on: paho
-        keeps retrying and QoS 1 messages queue meanwhile) and start the worker."""
-        for c in self._clients.values():
-            c.start()
-        deadline = time.monotonic() + connect_timeout_s
-        for c in self._clients.values():
-            if not c.connected.wait(max(0.0, deadline - time.monotonic())):
-                log.warning(
-                    "%s's publisher is not connected to the park broker yet (%s); messages queue",
-                    c.owner,
-                    c.refused or "no answer",
-                )
-        self._thread.start()
-
-    def drain(self, timeout_s: float = 10.0) -> bool:
-        """Wait until every buffered sample is published and acknowledged (tests, shutdown)."""
-        end = time.monotonic() + timeout_s
+    def _wait_idle(self, end: float, claim: bool = False) -> bool:
+        """Wait (until monotonic ``end``) for the buffer to empty and the worker to finish its batch; with
+        ``claim`` also mark the worker busy under the same lock, so the caller may use the filters until it
+        clears ``_busy`` (the worker takes no batch meanwhile)."""
         with self._cv:
             self._cv.notify()
             while (self._buf or self._busy) and time.monotonic() < end:
                 self._cv.wait(0.05)
-            if self._buf or self._busy:
-                return False
-        for c in self._clients.values():
-            info = c.last
-            if info is not None:
-                try:
-                    info.wait_for_publish(max(0.0, end - time.monotonic()))
-                except (RuntimeError, ValueError):
-                    return False
-                if not info.is_published():
-                    return False
-        return True
+            idle = not (self._buf or self._busy)
+            if idle and claim:
+                self._busy = True
+            return idle
 
-    def stop(self, timeout_s: float = 5.0) -> None:
-        """Publish what is buffered (best effort within ``timeout_s``), close the clients, flush the audit."""
-        self.drain(timeout_s)
+    def _stop_worker(self, timeout_s: float) -> None:
         with self._cv:
             self._stop = True
             self._cv.notify()
         if self._thread.is_alive():
             self._thread.join(timeout_s)
-        for c in self._clients.values():
-            c.stop()
-        if self._auditor is not None:
-            self._auditor.flush()
-
-    def stats(self) -> dict[str, int]:
-        with self._cv:
-            out = dict(self.counts)
-            out["buffered"] = len(self._buf)
-        out["connected"] = sum(c.connected.is_set() for c in self._clients.values())
-        return out
 
     # ------------------------------------------------------------ worker
 
@@ -301,12 +244,110 @@ class Publisher:
                 if self._auditor is not None and time.monotonic() >= next_audit:
                     next_audit = time.monotonic() + self.params.audit_flush_every_s
                     self._auditor.flush()
-            except Exception:  # the worker must outlive a bad sample or an audit-disk error
-                log.exception("republishing a batch of %d samples failed", len(batch))
+            except Exception:  # the worker must outlive a bad sample, a failing store or an audit-disk error
+                log.exception("%s: a batch of %d samples failed", self._thread.name, len(batch))
             finally:
                 with self._cv:
                     self._busy = False
                     self._cv.notify_all()
+
+    def _process(self, batch: list[Sample]) -> None:
+        raise NotImplementedError
+
+    def _flush(self, now: float) -> None:
+        raise NotImplementedError
+
+
+class Publisher(_ShareWorker):
+    """A ``Sink`` for the service's history fan-out that republishes what the policy grants.
+
+    owners: parties whose tags this service republishes (each with its own broker login).
+    clock: the service clock [s since the epoch]; aggregates close on it.
+    auditor: records every share (flushed on :meth:`stop`).
+    """
+
+    def __init__(
+        self,
+        policy: SharingPolicy,
+        connections: Mapping[str, MqttConfig],
+        *,
+        clock: Callable[[], float] = time.time,
+        auditor: ShareAuditor | None = None,
+        units: Mapping[str, str] | None = None,
+        params: PublisherParams = PublisherParams(),
+    ) -> None:
+        owner_of = {t.id: t.owner for t in policy.tags}
+        self._units = dict(units or {t.id: t.unit for t in policy.tags})
+        self._clients: dict[str, _OwnerClient] = {}
+        for owner, cfg in connections.items():
+            rep = Republisher(policy, owner, recorder=auditor)
+            if not rep.topics():
+                log.info("%s shares no tag with another party; nothing to republish for it", owner)
+                continue
+            self._clients[owner] = _OwnerClient(owner, cfg, rep, params.max_inflight)
+        super().__init__(
+            set(self._clients), owner_of, clock=clock, auditor=auditor, params=params, name="share-publisher"
+        )
+        self.counts.update({"published": 0, "dropped_client": 0})
+
+    @property
+    def owners(self) -> tuple[str, ...]:
+        return tuple(self._clients)
+
+    def topics(self) -> frozenset[str]:
+        """Every topic this publisher may publish on."""
+        return frozenset().union(*(c.republisher.topics() for c in self._clients.values()))
+
+    # ------------------------------------------------------------ lifecycle
+
+    def start(self, connect_timeout_s: float = 10.0) -> None:
+        """Connect every owner's client (waits up to ``connect_timeout_s`` for each, then goes on: paho
+        keeps retrying and QoS 1 messages queue meanwhile) and start the worker."""
+        for c in self._clients.values():
+            c.start()
+        deadline = time.monotonic() + connect_timeout_s
+        for c in self._clients.values():
+            if not c.connected.wait(max(0.0, deadline - time.monotonic())):
+                log.warning(
+                    "%s's publisher is not connected to the park broker yet (%s); messages queue",
+                    c.owner,
+                    c.refused or "no answer",
+                )
+        self._thread.start()
+
+    def drain(self, timeout_s: float = 10.0) -> bool:
+        """Wait until every buffered sample is published and acknowledged (tests, shutdown)."""
+        end = time.monotonic() + timeout_s
+        if not self._wait_idle(end):
+            return False
+        for c in self._clients.values():
+            info = c.last
+            if info is not None:
+                try:
+                    info.wait_for_publish(max(0.0, end - time.monotonic()))
+                except (RuntimeError, ValueError):
+                    return False
+                if not info.is_published():
+                    return False
+        return True
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Publish what is buffered (best effort within ``timeout_s``), close the clients, flush the audit."""
+        self.drain(timeout_s)
+        self._stop_worker(timeout_s)
+        for c in self._clients.values():
+            c.stop()
+        if self._auditor is not None:
+            self._auditor.flush()
+
+    def stats(self) -> dict[str, int]:
+        with self._cv:
+            out = dict(self.counts)
+            out["buffered"] = len(self._buf)
+        out["connected"] = sum(c.connected.is_set() for c in self._clients.values())
+        return out
+
+    # ------------------------------------------------------------ worker
 
     def _process(self, batch: list[Sample]) -> None:
         by_owner: dict[str, list[Sample]] = {}
@@ -395,7 +436,7 @@ def publisher_from_site(
     return Publisher(policy, connections, clock=clock, auditor=auditor, units=units, params=params)
 
 
-class BucketWriter:
+class BucketWriter(_ShareWorker):
     """A ``Sink`` that writes each party's InfluxDB buckets through the same enforcement layer.
 
     Buckets as in ``symtwin governance influx`` (:mod:`symtwin.governance.influx`): ``<prefix>-<party>``
@@ -423,11 +464,8 @@ class BucketWriter:
     ) -> None:
         from symtwin.governance.influx import private_bucket, share_bucket
 
-        self.params = params
-        self._clock = clock
-        self._auditor = auditor
-        self._owner_of = {t.id: t.owner for t in policy.tags}
-        wanted = set(owners) if owners is not None else set(self._owner_of.values())
+        owner_of = {t.id: t.owner for t in policy.tags}
+        wanted = set(owners) if owners is not None else set(owner_of.values())
         self._private: dict[str, Any] = {}
         self._shares: dict[str, list[tuple[StreamFilter, Any]]] = {}
         for owner in sorted(wanted):
@@ -441,41 +479,19 @@ class BucketWriter:
                     raise SharingError(f"no historian for bucket {name!r}")
                 f = StreamFilter(policy, recipient, recorder=auditor, channel="influx")
                 self._shares.setdefault(owner, []).append((f, sinks[name]))
-        self._buf: deque[Sample] = deque()
-        self._cv = threading.Condition()
-        self._busy = False
-        self._stop = False
-        self._thread = threading.Thread(target=self._run, name="party-buckets", daemon=True)
-        self.counts = {"accepted": 0, "dropped_buffer": 0, "written": 0}
+        super().__init__(
+            set(self._private), owner_of, clock=clock, auditor=auditor, params=params, name="party-buckets"
+        )
+        self.counts["written"] = 0
 
     def start(self) -> None:
         self._thread.start()
 
-    def write(self, samples: Sequence[Sample]) -> None:
-        owned = [s for s in samples if self._owner_of.get(s.tag) in self._private]
-        if not owned:
-            return
-        with self._cv:
-            room = self.params.max_buffered - len(self._buf)
-            if room < len(owned):
-                self.counts["dropped_buffer"] += len(owned) - max(room, 0)
-                owned = owned[: max(room, 0)]
-            self._buf.extend(owned)
-            self.counts["accepted"] += len(owned)
-            self._cv.notify()
-
     def drain(self, timeout_s: float = 10.0, release_until: float | None = None) -> bool:
         """Wait until every buffered sample is handed to its historians; with ``release_until`` [s of
         service clock] also release every interval that ends by then (tests, shutdown)."""
-        end = time.monotonic() + timeout_s
-        with self._cv:
-            self._cv.notify()
-            while (self._buf or self._busy) and time.monotonic() < end:
-                self._cv.wait(0.05)
-            if self._buf or self._busy:
-                return False
-            if release_until is not None:
-                self._busy = True
+        if not self._wait_idle(time.monotonic() + timeout_s, claim=release_until is not None):
+            return False
         if release_until is not None:
             try:
                 self._flush(release_until)
@@ -487,38 +503,9 @@ class BucketWriter:
 
     def stop(self, timeout_s: float = 5.0) -> None:
         self.drain(timeout_s)
-        with self._cv:
-            self._stop = True
-            self._cv.notify()
-        if self._thread.is_alive():
-            self._thread.join(timeout_s)
+        self._stop_worker(timeout_s)
         if self._auditor is not None:
             self._auditor.flush()
-
-    def _run(self) -> None:
-        next_flush = time.monotonic()
-        while True:
-            with self._cv:
-                while not self._buf and not self._stop and time.monotonic() < next_flush:
-                    self._cv.wait(max(0.0, next_flush - time.monotonic()))
-                if self._stop:
-                    return
-                due = time.monotonic() >= next_flush
-                now = self._clock() - self.params.flush_lag_s if due else 0.0
-                batch = list(self._buf)
-                self._buf.clear()
-                self._busy = True
-            try:
-                self._process(batch)
-                if due:
-                    next_flush = time.monotonic() + self.params.flush_every_s
-                    self._flush(now)
-            except Exception:  # the worker must outlive a bad sample or a failing historian
-                log.exception("writing a batch of %d samples to the party buckets failed", len(batch))
-            finally:
-                with self._cv:
-                    self._busy = False
-                    self._cv.notify_all()
 
     def _process(self, batch: list[Sample]) -> None:
         by_owner: dict[str, list[Sample]] = {}
