@@ -141,7 +141,8 @@ class Park:
 
     Build with :meth:`from_spec` (or :meth:`from_config` for an object with ``park_spec()``).
     ``rhs(t, x, u, p)`` and ``jacobian(x, u, p)`` give f and df/dx for estimators; ``simulate`` and
-    ``step`` integrate with the L-stable SDIRK2 scheme of ``twin.integrate``.
+    ``step`` integrate with the L-stable SDIRK schemes of ``twin.integrate`` (adaptive third order with a
+    tolerance, fixed-step second order without).
     """
 
     def __init__(self, spec: ParkSpec, units: list[_Unit], body: list[str], extra: dict[str, Any]) -> None:
