@@ -10,7 +10,7 @@ The generated module defines ``rhs(t, x, u, p, dx, y, b)`` (derivatives, outputs
 ``jac(t, x, u, p, f0, color, ncolor, indptr, indices, data)`` (colored finite differences into a CSC
 pattern), ``_rhs`` (the plain source, for the plain-Python and CasADi back ends) and the compiled part
 of ``twin.integrate.Sdirk2``: ``drive3`` (adaptive SDIRK3 steps over a table of intervals), ``drive``
-(SDIRK2, fixed or adaptive steps), ``refactor``
+(SDIRK2, fixed or adaptive steps), both one run loop ``run`` with the order as an argument, ``refactor``
 (LU in a fixed SuperLU pattern), ``lu_solve``, ``stage``, ``linear_start``.
 """
 
@@ -231,188 +231,197 @@ def _refactor(c, Jp, Ji, Jx, perm_r, iperm_c, Lp, Li, Lx, Up, Ui, Ux, work, mark
 refactor = jit(_refactor)
 
 
-def _drive(x, edges, ur, ul, rows, xs, ys, p, Jp, Ji, Jx, color, ncolor, Lp, Li, Lx, Up, Ui, Ux, perm_r, perm_c,
-           iperm_c, gamma, st, ist, kp, acc, rtol, atol, ntol, maxit, h_max, fac_tol, adaptive):
-    # Adaptive SDIRK2 over the intervals [edges[j], edges[j+1]] (twin.integrate), x updated in place; inputs
-    # linear from ur[j] (right limit at edges[j]) to ul[j+1] (left limit at edges[j+1]). At an edge e with
-    # rows[e] >= 0 the state and outputs (inputs ur[e]) are stored in xs, ys. The Jacobian (Jx, colored
-    # differences) and the LU factors of I - h g J (in the given SuperLU pattern) are refreshed here.
-    # st: t, h proposal, h of the factor, h wanted (out), err of the last accepted step, first step after a
-    # jump of the inputs; ist: interval j, Jacobian fresh, want Jacobian, steps, rejected, Newton its,
-    # have kp, last rejected, first step after a jump, Jacobians, factorizations.
-    # Returns 0 done, 1 the pattern does not fit (SuperLU wanted for h = st[3] with the Jacobian in Jx),
-    # 3 step too small.
-    n = x.shape[0]
-    nu = ur.shape[1]
-    ne = edges.shape[0]
-    u = np.empty(nu)
-    X = np.empty(n)
-    base = np.empty(n)
-    k1 = np.empty(n)
-    k2 = np.empty(n)
-    y = np.empty(NY)
-    b1 = np.empty(4)
-    b2 = np.empty(4)
-    res = np.empty(n)
-    d = np.empty(n)
-    z = np.empty(n)
-    w = np.empty(n)
-    e = np.empty(n)
-    mark = np.empty(n, dtype=np.int64)
-    j = ist[0]
-    t = st[0]
-    h = st[1]
-    hf = st[2]
-    while j < ne - 1:
-        a = edges[j]
-        b = edges[j + 1]
-        rem = b - t
-        if rem <= 1e-10 * max(1.0, abs(b)):
-            j += 1
-            t = b
-            if j < ne - 1:
-                for i in range(nu):
-                    if adaptive and ur[j, i] != ul[j, i]:
-                        ist[8] = 1  # the inputs jump here: restart with the step learnt at earlier jumps
-                        if st[5] > 0.0:
-                            h = min(h, st[5])
-                        break
-            if rows[j] >= 0:
-                for i in range(nu):
-                    u[i] = ur[j, i]
-                rhs(t, x, u, p, k1, y, b1)
-                for i in range(n):
-                    xs[rows[j], i] = x[i]
-                for i in range(y.shape[0]):
-                    ys[rows[j], i] = y[i]
-            continue
-        # equal steps to the end of the interval, none longer than the proposal
-        hs = min(h, h_max)
-        m = np.ceil(rem / hs - 1e-9)
-        hs = rem / max(m, 1.0)
-        if ist[2] == 1:
-            inputs(t, a, b, ur[j], ul[j + 1], u)
-            rhs(t, x, u, p, k1, y, b1)
-            jac(t, x, u, p, k1, color, ncolor, Jp, Ji, Jx)
-            ist[9] += 1
-            ist[1] = 1
-            ist[2] = 0
-            hf = -1.0
-        if not (abs(hs / hf - 1.0) <= fac_tol):
-            if not refactor(hs * gamma, Jp, Ji, Jx, perm_r, iperm_c, Lp, Li, Lx, Up, Ui, Ux, z, mark):
-                st[0] = t
-                st[1] = h
-                st[2] = -1.0
-                st[3] = hs
-                ist[0] = j
-                return 1
-            ist[10] += 1
-            hf = hs
-        hg = hs * gamma
-        for i in range(n):
-            w[i] = 1.0 / (atol + rtol * abs(x[i]))
-        inputs(t + hg, a, b, ur[j], ul[j + 1], u)
-        # Starts of the stage Newton iterations: explicit predictors, then one Newton correction on the
-        # linearisation f(X) ~ f(Xk) + J (X - Xk) about a point where f is known (no evaluation), so the
-        # first evaluation is often already converged. Not across a jump of the inputs (f unknown there).
-        lin = ist[6] == 1 and ist[8] == 0
-        for i in range(n):
-            X[i] = x[i] + hg * kp[i] if lin else x[i]
-            d[i] = hg * kp[i]
-        if lin:
-            linear_start(X, x, hg, kp, d, Jp, Ji, Jx, Lp, Li, Lx, Up, Ui, Ux, perm_r, perm_c, res, z, e)
-        it1 = stage(t + hg, x, hg, u, X, p, Lp, Li, Lx, Up, Ui, Ux, perm_r, perm_c, k1, y, b1, res, d, z, w,
-                    ntol, maxit, False)
-        it2 = -1
-        if it1 > 0:
-            for i in range(n):
-                base[i] = x[i] + hs * (1.0 - gamma) * k1[i]
-                d[i] = X[i]
-                X[i] = base[i] + hg * k1[i]
-                d[i] = X[i] - d[i]
-            linear_start(X, base, hg, k1, d, Jp, Ji, Jx, Lp, Li, Lx, Up, Ui, Ux, perm_r, perm_c, res, z, e)
-            inputs(t + hs, a, b, ur[j], ul[j + 1], u)
-            it2 = stage(t + hs, base, hg, u, X, p, Lp, Li, Lx, Up, Ui, Ux, perm_r, perm_c, k2, y, b2, res, d, z,
-                        w, ntol, maxit, True)
-        if it2 < 0:
-            ist[4] += 1
-            ist[7] = 1
-            if ist[1] == 0:
-                ist[2] = 1  # a fresh Jacobian first, then a shorter step
-            else:
-                h = 0.5 * hs
-                if h < 1e-6:
-                    st[0] = t
-                    st[3] = hs
-                    ist[0] = j
-                    return 3
-            continue
-        ist[5] += it1 + it2
-        # error of the embedded first-order solution x + h k1, filtered by (I - h g J)^-1 (stiff components)
-        if adaptive:
-            for i in range(n):
-                res[i] = hg * (k2[i] - k1[i])
-            lu_solve(res, Lp, Li, Lx, Up, Ui, Ux, perm_r, perm_c, z, e)
-        err = wnorm(e, w) if adaptive else 0.0
-        if err > 1.0:
-            ist[4] += 1
-            ist[7] = 1
-            h = hs * max(0.2, 0.9 / np.sqrt(err))
-            continue
-        w1 = hs * (1.0 - gamma)
-        w2 = hs * gamma
-        for i in range(n):
-            x[i] = x[i] + w1 * k1[i] + w2 * k2[i]
-            kp[i] = k2[i]
-        for i in range(4):
-            acc[i] += w1 * b1[i] + w2 * b2[i]
-        t += hs
-        ist[3] += 1
-        ist[6] = 1
-        ist[1] = 0
-        if not adaptive:
-            h = h_max
-            ist[7] = 0
-            ist[8] = 0
-            if it1 + it2 > SLOW_NEWTON:
-                ist[2] = 1
-            continue
-        err = max(err, 1e-10)
-        fac = 0.9 / np.sqrt(err)
-        if ist[8] == 1:
-            st[5] = hs * min(3.0, max(0.2, fac))
-            ist[8] = 0
-        elif st[4] > 0.0:
-            # PI control (Gustafsson 1991): exponents 0.7 / 2 and 0.4 / 2 for an estimate of order 2
-            fac = 0.9 * err ** -0.35 * st[4] ** 0.2
-        fac = min(1.0 if ist[7] == 1 else 3.0, max(0.2, fac))
-        if fac < 1.0 or fac > 1.1:  # small growth is not worth a new factor
-            h = hs * fac
-        else:
-            h = max(h, hs)
-        ist[7] = 0
-        st[4] = err
-        if it1 + it2 > SLOW_NEWTON:
-            ist[2] = 1  # Newton slowed down: refresh the Jacobian before the next step
+# Pieces of the run loop (_run: SDIRK2 and SDIRK3); st and ist as in _drive.
+
+
+def _save(st, ist, t, h, hf, j):
+    # where a run loop stopped, for the next call
     st[0] = t
     st[1] = h
     st[2] = hf
     ist[0] = j
-    return 0
 
 
-drive = jit(_drive)
+save = jit(_save)
 
 
-def _drive3(x, edges, ur, ul, rows, xs, ys, p, Jp, Ji, Jx, color, ncolor, Lp, Li, Lx, Up, Ui, Ux, perm_r, perm_c,
-            iperm_c, gamma, st, ist, kp, acc, rtol, atol, ntol, maxit, h_max, fac_tol):
-    # Adaptive SDIRK3 (Alexander 1977: three stages, order 3, L-stable, stiffly accurate) with an embedded
-    # second-order solution from the first two stages for the error estimate. Arguments, st, ist and the
-    # return codes as in _drive (always adaptive).
+def _edge(j, ne, t, h, x, ur, ul, rows, xs, ys, p, u, f, y, bb, st, ist, adaptive):
+    # Arrived at edge j (time t): where the inputs jump, restart with the step learnt at earlier jumps; at an
+    # output row store the state and outputs (inputs ur[j]). Returns the step proposal.
+    n = x.shape[0]
+    nu = ur.shape[1]
+    if j < ne - 1:
+        for i in range(nu):
+            if adaptive and ur[j, i] != ul[j, i]:
+                ist[8] = 1
+                if st[5] > 0.0:
+                    h = min(h, st[5])
+                break
+    if rows[j] >= 0:
+        for i in range(nu):
+            u[i] = ur[j, i]
+        rhs(t, x, u, p, f, y, bb)
+        for i in range(n):
+            xs[rows[j], i] = x[i]
+        for i in range(y.shape[0]):
+            ys[rows[j], i] = y[i]
+    return h
+
+
+edge = jit(_edge)
+
+
+def _equal_step(h, h_max, rem):
+    # equal steps to the end of the interval (length rem), none longer than the proposal h
+    hs = min(h, h_max)
+    m = np.ceil(rem / hs - 1e-9)
+    return rem / max(m, 1.0)
+
+
+equal_step = jit(_equal_step)
+
+
+def _refresh(t, a, b, j, h, hs, hf, x, ur, ul, u, p, f, y, bb, Jp, Ji, Jx, color, ncolor, gamma, Lp, Li, Lx, Up,
+             Ui, Ux, perm_r, iperm_c, z, mark, fac_tol, st, ist):
+    # The Jacobian when wanted (ist[2]), then the LU factor of I - hs g J unless the one made for step hf serves.
+    # Returns the step of the factor, or -1 when the pattern does not fit (state saved for the SuperLU restart).
+    if ist[2] == 1:
+        inputs(t, a, b, ur[j], ul[j + 1], u)
+        rhs(t, x, u, p, f, y, bb)
+        jac(t, x, u, p, f, color, ncolor, Jp, Ji, Jx)
+        ist[9] += 1
+        ist[1] = 1
+        ist[2] = 0
+        hf = -1.0
+    if not (abs(hs / hf - 1.0) <= fac_tol):
+        if not refactor(hs * gamma, Jp, Ji, Jx, perm_r, iperm_c, Lp, Li, Lx, Up, Ui, Ux, z, mark):
+            save(st, ist, t, h, -1.0, j)
+            st[3] = hs
+            return -1.0
+        ist[10] += 1
+        hf = hs
+    return hf
+
+
+refresh = jit(_refresh)
+
+
+def _weights(x, rtol, atol, w):
+    # inverse error weights of the step from x
+    for i in range(x.shape[0]):
+        w[i] = 1.0 / (atol + rtol * abs(x[i]))
+
+
+weights = jit(_weights)
+
+
+def _stage1(t, a, b, j, hg, ur, ul, u, x, X, kp, p, Jp, Ji, Jx, Lp, Li, Lx, Up, Ui, Ux, perm_r, perm_c, f, y, bb,
+            res, d, z, w, e, ntol, maxit, ist):
+    # First stage, X = x + hg f(X) at t + hg. Starts of the stage Newton iterations: explicit predictors, then one
+    # Newton correction on the linearisation f(X) ~ f(Xk) + J (X - Xk) about a point where f is known (no
+    # evaluation), so the first evaluation is often already converged. Not across a jump of the inputs (f
+    # unknown there). Returns the iterations of stage (or -1).
+    n = x.shape[0]
+    inputs(t + hg, a, b, ur[j], ul[j + 1], u)
+    lin = ist[6] == 1 and ist[8] == 0
+    for i in range(n):
+        X[i] = x[i] + hg * kp[i] if lin else x[i]
+        d[i] = hg * kp[i]
+    if lin:
+        linear_start(X, x, hg, kp, d, Jp, Ji, Jx, Lp, Li, Lx, Up, Ui, Ux, perm_r, perm_c, res, z, e)
+    return stage(t + hg, x, hg, u, X, p, Lp, Li, Lx, Up, Ui, Ux, perm_r, perm_c, f, y, bb, res, d, z, w, ntol,
+                 maxit, False)
+
+
+stage1 = jit(_stage1)
+
+
+def _start2(X, base, x, c, k1, hg, d, Jp, Ji, Jx, Lp, Li, Lx, Up, Ui, Ux, perm_r, perm_c, res, z, e):
+    # Second stage: base = x + c k1 and its start from the linearisation about X1 (X holds X1 on entry).
+    n = x.shape[0]
+    for i in range(n):
+        base[i] = x[i] + c * k1[i]
+        d[i] = X[i]
+        X[i] = base[i] + hg * k1[i]
+        d[i] = X[i] - d[i]
+    linear_start(X, base, hg, k1, d, Jp, Ji, Jx, Lp, Li, Lx, Up, Ui, Ux, perm_r, perm_c, res, z, e)
+
+
+start2 = jit(_start2)
+
+
+def _newton_failed(t, j, h, hs, st, ist):
+    # A stage did not converge: a fresh Jacobian first, then a shorter step. Returns the step proposal, or -1
+    # when the step got too small (state saved).
+    ist[4] += 1
+    ist[7] = 1
+    if ist[1] == 0:
+        ist[2] = 1
+        return h
+    h = 0.5 * hs
+    if h < 1e-6:
+        st[0] = t
+        st[3] = hs
+        ist[0] = j
+        return -1.0
+    return h
+
+
+newton_failed = jit(_newton_failed)
+
+
+def _growth(err, k):
+    # step factor 0.9 err^(-1/k) for a local error ~ h^k (k = 2: SDIRK2, 3: SDIRK3)
+    return 0.9 / np.sqrt(err) if k == 2 else 0.9 * err ** (-1.0 / 3.0)
+
+
+growth = jit(_growth)
+
+
+def _rejected(err, hs, k, ist):
+    # the error test turned the step down: the next proposal
+    ist[4] += 1
+    ist[7] = 1
+    return hs * max(0.2, growth(err, k))
+
+
+rejected = jit(_rejected)
+
+
+def _control(err, h, hs, k, its, slow, st, ist):
+    # Step proposal after an accepted step with error err (local error ~ h^k). Returns the step proposal.
+    err = max(err, 1e-10)
+    fac = growth(err, k)
+    if ist[8] == 1:
+        st[5] = hs * min(3.0, max(0.2, fac))
+        ist[8] = 0
+    elif st[4] > 0.0:
+        # PI control (Gustafsson 1991): exponents 0.7 / k and 0.4 / k
+        fac = 0.9 * err ** (-0.7 / k) * st[4] ** (0.4 / k)
+    fac = min(1.0 if ist[7] == 1 else 3.0, max(0.2, fac))
+    if fac < 1.0 or fac > 1.1:  # small growth is not worth a new factor
+        h = hs * fac
+    else:
+        h = max(h, hs)
+    ist[7] = 0
+    st[4] = err
+    if its > slow:
+        ist[2] = 1  # Newton slowed down: refresh the Jacobian before the next step
+    return h
+
+
+control = jit(_control)
+
+
+def _run(x, edges, ur, ul, rows, xs, ys, p, Jp, Ji, Jx, color, ncolor, Lp, Li, Lx, Up, Ui, Ux, perm_r, perm_c,
+         iperm_c, gamma, st, ist, kp, acc, rtol, atol, ntol, maxit, h_max, fac_tol, adaptive, order):
+    # The run loop of both methods (order 2: _drive, 3: _drive3); they differ in the stages, the error estimate
+    # and the update only.
     n = x.shape[0]
     nu = ur.shape[1]
     ne = edges.shape[0]
-    c2 = 0.5 * (1.0 + gamma)
+    # SDIRK3 (order 3) coefficients; SDIRK2 is the same loop with c2 = 1 and no third stage
+    c2 = 0.5 * (1.0 + gamma) if order == 3 else 1.0
     a21 = c2 - gamma
     bb1 = -0.25 * (6.0 * gamma * gamma - 16.0 * gamma + 1.0)
     bb2 = 0.25 * (6.0 * gamma * gamma - 20.0 * gamma + 5.0)
@@ -420,6 +429,7 @@ def _drive3(x, edges, ur, ul, rows, xs, ys, p, Jp, Ji, Jx, color, ncolor, Lp, Li
     bh1 = 1.0 - bh2
     e1 = bb1 - bh1
     e2 = bb2 - bh2
+    slow = SLOW_NEWTON if order == 2 else SLOW_NEWTON3
     u = np.empty(nu)
     X = np.empty(n)
     base = np.empty(n)
@@ -447,70 +457,26 @@ def _drive3(x, edges, ur, ul, rows, xs, ys, p, Jp, Ji, Jx, color, ncolor, Lp, Li
         if rem <= 1e-10 * max(1.0, abs(b)):
             j += 1
             t = b
-            if j < ne - 1:
-                for i in range(nu):
-                    if ur[j, i] != ul[j, i]:
-                        ist[8] = 1  # the inputs jump here: restart with the step learnt at earlier jumps
-                        if st[5] > 0.0:
-                            h = min(h, st[5])
-                        break
-            if rows[j] >= 0:
-                for i in range(nu):
-                    u[i] = ur[j, i]
-                rhs(t, x, u, p, k1, y, b1)
-                for i in range(n):
-                    xs[rows[j], i] = x[i]
-                for i in range(y.shape[0]):
-                    ys[rows[j], i] = y[i]
+            h = edge(j, ne, t, h, x, ur, ul, rows, xs, ys, p, u, k1, y, b1, st, ist, adaptive)
             continue
-        hs = min(h, h_max)
-        m = np.ceil(rem / hs - 1e-9)
-        hs = rem / max(m, 1.0)
-        if ist[2] == 1:
-            inputs(t, a, b, ur[j], ul[j + 1], u)
-            rhs(t, x, u, p, k1, y, b1)
-            jac(t, x, u, p, k1, color, ncolor, Jp, Ji, Jx)
-            ist[9] += 1
-            ist[1] = 1
-            ist[2] = 0
-            hf = -1.0
-        if not (abs(hs / hf - 1.0) <= fac_tol):
-            if not refactor(hs * gamma, Jp, Ji, Jx, perm_r, iperm_c, Lp, Li, Lx, Up, Ui, Ux, z, mark):
-                st[0] = t
-                st[1] = h
-                st[2] = -1.0
-                st[3] = hs
-                ist[0] = j
-                return 1
-            ist[10] += 1
-            hf = hs
+        hs = equal_step(h, h_max, rem)
+        hf = refresh(t, a, b, j, h, hs, hf, x, ur, ul, u, p, k1, y, b1, Jp, Ji, Jx, color, ncolor, gamma, Lp, Li,
+                     Lx, Up, Ui, Ux, perm_r, iperm_c, z, mark, fac_tol, st, ist)
+        if hf < 0.0:
+            return 1
         hg = hs * gamma
-        for i in range(n):
-            w[i] = 1.0 / (atol + rtol * abs(x[i]))
-        # stage 1 at t + g h, started as in _drive
-        inputs(t + hg, a, b, ur[j], ul[j + 1], u)
-        lin = ist[6] == 1 and ist[8] == 0
-        for i in range(n):
-            X[i] = x[i] + hg * kp[i] if lin else x[i]
-            d[i] = hg * kp[i]
-        if lin:
-            linear_start(X, x, hg, kp, d, Jp, Ji, Jx, Lp, Li, Lx, Up, Ui, Ux, perm_r, perm_c, res, z, e)
-        it1 = stage(t + hg, x, hg, u, X, p, Lp, Li, Lx, Up, Ui, Ux, perm_r, perm_c, k1, y, b1, res, d, z, w,
-                    ntol, maxit, False)
+        weights(x, rtol, atol, w)
+        it1 = stage1(t, a, b, j, hg, ur, ul, u, x, X, kp, p, Jp, Ji, Jx, Lp, Li, Lx, Up, Ui, Ux, perm_r, perm_c, k1,
+                     y, b1, res, d, z, w, e, ntol, maxit, ist)
         it2 = -1
-        it3 = -1
+        it3 = -1 if order == 3 else 0
         if it1 > 0:
-            # stage 2 at t + c2 h, started from the linearisation about X1
-            for i in range(n):
-                base[i] = x[i] + hs * a21 * k1[i]
-                d[i] = X[i]
-                X[i] = base[i] + hg * k1[i]
-                d[i] = X[i] - d[i]
-            linear_start(X, base, hg, k1, d, Jp, Ji, Jx, Lp, Li, Lx, Up, Ui, Ux, perm_r, perm_c, res, z, e)
+            # stage 2 at t + c2 h (the last one of SDIRK2: its residual must get small)
+            start2(X, base, x, hs * a21, k1, hg, d, Jp, Ji, Jx, Lp, Li, Lx, Up, Ui, Ux, perm_r, perm_c, res, z, e)
             inputs(t + c2 * hs, a, b, ur[j], ul[j + 1], u)
             it2 = stage(t + c2 * hs, base, hg, u, X, p, Lp, Li, Lx, Up, Ui, Ux, perm_r, perm_c, k2, y, b2, res, d,
-                        z, w, ntol, maxit, False)
-        if it2 > 0:
+                        z, w, ntol, maxit, order == 2)
+        if order == 3 and it2 > 0:
             # stage 3 at t + h (its value is x_n+1), started from the linearisation about X2 with the slope
             # extrapolated from k1, k2
             q = (1.0 - c2) / (c2 - gamma)
@@ -523,61 +489,84 @@ def _drive3(x, edges, ur, ul, rows, xs, ys, p, Jp, Ji, Jx, color, ncolor, Lp, Li
             inputs(t + hs, a, b, ur[j], ul[j + 1], u)
             it3 = stage(t + hs, base, hg, u, X, p, Lp, Li, Lx, Up, Ui, Ux, perm_r, perm_c, k3, y, b3, res, d, z,
                         w, ntol, maxit, True)
-        if it3 < 0:
-            ist[4] += 1
-            ist[7] = 1
-            if ist[1] == 0:
-                ist[2] = 1  # a fresh Jacobian first, then a shorter step
-            else:
-                h = 0.5 * hs
-                if h < 1e-6:
-                    st[0] = t
-                    st[3] = hs
-                    ist[0] = j
-                    return 3
+        if it2 < 0 or it3 < 0:
+            h = newton_failed(t, j, h, hs, st, ist)
+            if h < 0.0:
+                return 3
             continue
         ist[5] += it1 + it2 + it3
-        # error of the embedded second-order solution, filtered by (I - h g J)^-1 (stiff components)
-        for i in range(n):
-            res[i] = hs * (e1 * k1[i] + e2 * k2[i] + gamma * k3[i])
-        lu_solve(res, Lp, Li, Lx, Up, Ui, Ux, perm_r, perm_c, z, e)
-        err = wnorm(e, w)
+        # error of the embedded solution (SDIRK2: first order x + h k1, SDIRK3: second order from stages 1 and
+        # 2), filtered by (I - h g J)^-1 (stiff components)
+        if order == 3:
+            for i in range(n):
+                res[i] = hs * (e1 * k1[i] + e2 * k2[i] + gamma * k3[i])
+        elif adaptive:
+            for i in range(n):
+                res[i] = hg * (k2[i] - k1[i])
+        if adaptive:
+            lu_solve(res, Lp, Li, Lx, Up, Ui, Ux, perm_r, perm_c, z, e)
+        err = wnorm(e, w) if adaptive else 0.0
         if err > 1.0:
-            ist[4] += 1
-            ist[7] = 1
-            h = hs * max(0.2, 0.9 * err ** (-1.0 / 3.0))
+            h = rejected(err, hs, order, ist)
             continue
-        for i in range(n):
-            x[i] = x[i] + hs * (bb1 * k1[i] + bb2 * k2[i] + gamma * k3[i])
-            kp[i] = k3[i]
-        for i in range(4):
-            acc[i] += hs * (bb1 * b1[i] + bb2 * b2[i] + gamma * b3[i])
+        if order == 3:
+            for i in range(n):
+                x[i] = x[i] + hs * (bb1 * k1[i] + bb2 * k2[i] + gamma * k3[i])
+                kp[i] = k3[i]
+            for i in range(4):
+                acc[i] += hs * (bb1 * b1[i] + bb2 * b2[i] + gamma * b3[i])
+        else:
+            w1 = hs * (1.0 - gamma)
+            w2 = hs * gamma
+            for i in range(n):
+                x[i] = x[i] + w1 * k1[i] + w2 * k2[i]
+                kp[i] = k2[i]
+            for i in range(4):
+                acc[i] += w1 * b1[i] + w2 * b2[i]
         t += hs
         ist[3] += 1
         ist[6] = 1
         ist[1] = 0
-        err = max(err, 1e-10)
-        fac = 0.9 * err ** (-1.0 / 3.0)
-        if ist[8] == 1:
-            st[5] = hs * min(3.0, max(0.2, fac))
+        if not adaptive:
+            h = h_max
+            ist[7] = 0
             ist[8] = 0
-        elif st[4] > 0.0:
-            # PI control (Gustafsson 1991): exponents 0.7 / 3 and 0.4 / 3 for an estimate of order 3
-            fac = 0.9 * err ** (-0.7 / 3.0) * st[4] ** (0.4 / 3.0)
-        fac = min(1.0 if ist[7] == 1 else 3.0, max(0.2, fac))
-        if fac < 1.0 or fac > 1.1:  # small growth is not worth a new factor
-            h = hs * fac
-        else:
-            h = max(h, hs)
-        ist[7] = 0
-        st[4] = err
-        if it1 + it2 + it3 > SLOW_NEWTON3:
-            ist[2] = 1  # Newton slowed down: refresh the Jacobian before the next step
-    st[0] = t
-    st[1] = h
-    st[2] = hf
-    ist[0] = j
+            if it1 + it2 > SLOW_NEWTON:
+                ist[2] = 1
+            continue
+        h = control(err, h, hs, order, it1 + it2 + it3, slow, st, ist)
+    save(st, ist, t, h, hf, j)
     return 0
+
+
+run = jit(_run)
+
+
+def _drive(x, edges, ur, ul, rows, xs, ys, p, Jp, Ji, Jx, color, ncolor, Lp, Li, Lx, Up, Ui, Ux, perm_r, perm_c,
+           iperm_c, gamma, st, ist, kp, acc, rtol, atol, ntol, maxit, h_max, fac_tol, adaptive):
+    # Adaptive SDIRK2 over the intervals [edges[j], edges[j+1]] (twin.integrate), x updated in place; inputs
+    # linear from ur[j] (right limit at edges[j]) to ul[j+1] (left limit at edges[j+1]). At an edge e with
+    # rows[e] >= 0 the state and outputs (inputs ur[e]) are stored in xs, ys. The Jacobian (Jx, colored
+    # differences) and the LU factors of I - h g J (in the given SuperLU pattern) are refreshed here.
+    # st: t, h proposal, h of the factor, h wanted (out), err of the last accepted step, first step after a
+    # jump of the inputs; ist: interval j, Jacobian fresh, want Jacobian, steps, rejected, Newton its,
+    # have kp, last rejected, first step after a jump, Jacobians, factorizations.
+    # Returns 0 done, 1 the pattern does not fit (SuperLU wanted for h = st[3] with the Jacobian in Jx),
+    # 3 step too small.
+    return run(x, edges, ur, ul, rows, xs, ys, p, Jp, Ji, Jx, color, ncolor, Lp, Li, Lx, Up, Ui, Ux, perm_r, perm_c,
+               iperm_c, gamma, st, ist, kp, acc, rtol, atol, ntol, maxit, h_max, fac_tol, adaptive, 2)
+
+
+drive = jit(_drive)
+
+
+def _drive3(x, edges, ur, ul, rows, xs, ys, p, Jp, Ji, Jx, color, ncolor, Lp, Li, Lx, Up, Ui, Ux, perm_r, perm_c,
+            iperm_c, gamma, st, ist, kp, acc, rtol, atol, ntol, maxit, h_max, fac_tol):
+    # Adaptive SDIRK3 (Alexander 1977: three stages, order 3, L-stable, stiffly accurate) with an embedded
+    # second-order solution from the first two stages for the error estimate. Arguments, st, ist and the
+    # return codes as in _drive (always adaptive).
+    return run(x, edges, ur, ul, rows, xs, ys, p, Jp, Ji, Jx, color, ncolor, Lp, Li, Lx, Up, Ui, Ux, perm_r, perm_c,
+               iperm_c, gamma, st, ist, kp, acc, rtol, atol, ntol, maxit, h_max, fac_tol, True, 3)
 
 
 drive3 = jit(_drive3)
