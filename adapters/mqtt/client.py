@@ -37,6 +37,27 @@ log = logging.getLogger(__name__)
 DeadLetterSink = Callable[[DeadLetter], None]
 
 
+def paho_client(cfg: MqttConfig, max_queued: int) -> paho.Client:
+    """A paho MQTT v5 client for ``cfg``: its client id, login, TLS (server certificate verified against
+    ``tls_ca``; client certificate when given) and reconnect back-off, with at most ``max_queued`` outgoing
+    messages held. Every symtwin client of a broker (adapter, sharing publisher, forecast subscriber) is
+    made here, so none of them connects with less security than the config asks for."""
+    c = paho.Client(CallbackAPIVersion.VERSION2, client_id=cfg.client_id, protocol=paho.MQTTv5)
+    if cfg.username is not None:
+        c.username_pw_set(cfg.username, cfg.password)
+    if cfg.tls_ca is not None:
+        c.tls_set(
+            ca_certs=str(cfg.tls_ca),
+            certfile=str(cfg.tls_cert) if cfg.tls_cert else None,
+            keyfile=str(cfg.tls_key) if cfg.tls_key else None,
+            cert_reqs=ssl.CERT_REQUIRED,
+            tls_version=ssl.PROTOCOL_TLS_CLIENT,
+        )
+    c.reconnect_delay_set(cfg.reconnect_min_s, cfg.reconnect_max_s)
+    c.max_queued_messages_set(max_queued)
+    return c
+
+
 class ConnectRefused(AdapterError):
     """The broker refused the connection (bad credentials, not authorised, TLS failure)."""
 
@@ -87,20 +108,7 @@ class MqttAdapter:
     # ------------------------------------------------------------ setup
 
     def _make_client(self) -> paho.Client:
-        cfg = self._cfg
-        c = paho.Client(CallbackAPIVersion.VERSION2, client_id=cfg.client_id, protocol=paho.MQTTv5)
-        if cfg.username is not None:
-            c.username_pw_set(cfg.username, cfg.password)
-        if cfg.tls_ca is not None:
-            c.tls_set(
-                ca_certs=str(cfg.tls_ca),
-                certfile=str(cfg.tls_cert) if cfg.tls_cert else None,
-                keyfile=str(cfg.tls_key) if cfg.tls_key else None,
-                cert_reqs=ssl.CERT_REQUIRED,
-                tls_version=ssl.PROTOCOL_TLS_CLIENT,
-            )
-        c.reconnect_delay_set(cfg.reconnect_min_s, cfg.reconnect_max_s)
-        c.max_queued_messages_set(cfg.max_queued_commands)
+        c = paho_client(self._cfg, self._cfg.max_queued_commands)
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_connect_fail = self._on_connect_fail

@@ -48,6 +48,7 @@ from symtwin.units import UNITS
 from twin.spec import Profile
 
 if TYPE_CHECKING:
+    from adapters.mqtt import MqttConfig
     from symtwin.config import LoadedSite
     from symtwin.config.site import ForecastSpec
     from symtwin.runtime.wiring import ProfileForecasts
@@ -57,26 +58,15 @@ log = logging.getLogger(__name__)
 HistoryFn = Callable[[str], History | None]
 
 
-@dataclass(frozen=True)
-class MqttParams:
-    """Where the forecast subscriber connects (anonymous, plain TCP: what PahoForecastSubscriber offers)."""
+def forecast_mqtt_config(site: LoadedSite, credentials_dir: str | Path | None = None) -> MqttConfig | None:
+    """The broker for ``mqtt:`` forecast sources: ``adapters.mqtt`` with its login and TLS, under its own
+    client id ``<client_id>-forecasts`` (a second session next to the adapter's); None without a broker."""
+    cfg = site.config.adapters.mqtt
+    if cfg is None:
+        return None
+    from symtwin.runtime.mqtt_wiring import mqtt_config
 
-    host: str
-    port: int
-    client_id: str = "symtwin-forecasts"
-
-    @classmethod
-    def from_site(cls, site: LoadedSite) -> MqttParams | None:
-        """From ``adapters.mqtt`` (None when the site has no broker); the client id gets ``-forecasts``."""
-        cfg = site.config.adapters.mqtt
-        if cfg is None:
-            return None
-        if cfg.tls is not None or cfg.username is not None:
-            log.warning(
-                "forecast subscriber: adapters.mqtt uses TLS or a login, which the forecast subscriber does not "
-                "support yet; connecting without them (forecasts fall back if the broker refuses)"
-            )
-        return cls(cfg.host, cfg.port, f"{cfg.client_id}-forecasts")
+    return mqtt_config(site, credentials_dir=credentials_dir, client_id=f"{cfg.client_id}-forecasts")
 
 
 @dataclass(frozen=True)
@@ -153,7 +143,7 @@ class ForecastFeed:
     base: ProfileForecasts
     chains: dict[str, _Chain]
     listeners: dict[str, MqttForecastListener]  # by series
-    mqtt: MqttParams | None = None
+    mqtt: MqttConfig | None = None
     overrides: dict[str, float] = field(default_factory=dict)
     _sources: dict[str, tuple[str, ...]] = field(default_factory=dict)
     _alarms: tuple[FeedAlarm, ...] = ()
@@ -164,7 +154,7 @@ class ForecastFeed:
         cls,
         site: LoadedSite,
         t0_epoch: float,
-        mqtt: MqttParams | None = None,
+        mqtt: MqttConfig | None = None,
         *,
         history: HistoryFn | None = None,
     ) -> ForecastFeed:
@@ -265,9 +255,7 @@ class ForecastFeed:
                 ", ".join(lst.topic for lst in self.listeners.values()),
             )
             return
-        self._subscriber = PahoForecastSubscriber(
-            self.mqtt.host, self.mqtt.port, self.listeners.values(), client_id=self.mqtt.client_id
-        )
+        self._subscriber = PahoForecastSubscriber(self.mqtt, self.listeners.values())
         self._subscriber.start()
 
     def wait_subscribed(self, timeout_s: float) -> bool:

@@ -37,7 +37,7 @@ import zoneinfo
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -45,6 +45,9 @@ from adapters.base import DeadLetter
 from symtwin.forecasting.horizon import FloatArray, Forecast
 from symtwin.forecasting.model import Forecaster, History, HorizonTooLong
 from twin.spec import Profile
+
+if TYPE_CHECKING:
+    from adapters.mqtt import MqttConfig
 
 log = logging.getLogger(__name__)
 
@@ -223,27 +226,32 @@ class MqttForecastListener:
 class PahoForecastSubscriber:
     """A paho-mqtt client that feeds :class:`MqttForecastListener`s (one per topic).
 
-    Subscribes in ``on_connect`` so subscriptions come back after a reconnect. For a site with the
-    ``adapters/mqtt`` client running, route its messages to ``listener.on_payload`` instead.
+    Connects with the broker config's login and TLS (``adapters.mqtt.client.paho_client``). Subscribes in
+    ``on_connect`` so subscriptions come back after a reconnect; a refused login is logged once per
+    reason (the feed falls back meanwhile, and paho keeps retrying).
     """
 
-    def __init__(
-        self, host: str, port: int, listeners: Iterable[MqttForecastListener], client_id: str = ""
-    ) -> None:
-        import paho.mqtt.client as mqtt
+    def __init__(self, config: MqttConfig, listeners: Iterable[MqttForecastListener]) -> None:
+        from adapters.mqtt.client import paho_client
 
         self._listeners = {lst.topic: lst for lst in listeners}
-        self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
+        self._client = paho_client(config, max_queued=100)
         self._client.on_connect = self._on_connect
         self._client.on_message = self._on_message
-        self._host, self._port = host, port
+        self._host, self._port, self._keepalive = config.host, config.port, config.keepalive_s
+        self._refused: str | None = None
         self.subscribed = threading.Event()
         self._client.on_subscribe = lambda *_a: self.subscribed.set()
 
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
-        if not reason_code.is_failure:
-            for topic in self._listeners:
-                client.subscribe(topic, qos=1)
+        if reason_code.is_failure:
+            if str(reason_code) != self._refused:
+                log.error("forecast subscriber: the broker refused the connection: %s", reason_code)
+            self._refused = str(reason_code)
+            return
+        self._refused = None
+        for topic in self._listeners:
+            client.subscribe(topic, qos=1)
 
     def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
         listener = self._listeners.get(msg.topic)
@@ -251,7 +259,7 @@ class PahoForecastSubscriber:
             listener.on_payload(msg.payload)
 
     def start(self) -> None:
-        self._client.connect_async(self._host, self._port, keepalive=30)
+        self._client.connect_async(self._host, self._port, keepalive=self._keepalive)
         self._client.loop_start()
 
     def stop(self) -> None:
@@ -474,7 +482,9 @@ def read_history_store(
         known = set(store.tags())
         for tag in (load_tag, temperature_tag):
             if tag not in known:
-                raise ForecastDecodeError(f"{path}: no tag {tag!r} in the store (tags: {', '.join(sorted(known))})")
+                raise ForecastDecodeError(
+                    f"{path}: no tag {tag!r} in the store (tags: {', '.join(sorted(known))})"
+                )
         lo = -math.inf if start_s is None else start_s
         hi = math.inf if end_s is None else end_s
         series = {}

@@ -289,10 +289,11 @@ async def serve(site: LoadedSite, opts: RunOptions) -> int:
 
     kind = opts.controller or site.config.controller.kind
     controller = build_controller(site, kind, params.step_s)
-    from symtwin.forecasting.runtime import ForecastFeed, MqttParams
+    from symtwin.forecasting.runtime import ForecastFeed, forecast_mqtt_config
 
     # Configured forecasts (MQTT, CSV, built-in model) in front of the profiles, which always cover the horizon.
-    forecasts = ForecastFeed.from_site(site, t0, MqttParams.from_site(site) if site.config.forecasts else None)
+    broker = forecast_mqtt_config(site, opts.credentials_dir) if site.config.forecasts else None
+    forecasts = ForecastFeed.from_site(site, t0, broker)
     forecasts.start()
     if plant is not None:
         sim_plant = plant

@@ -32,13 +32,14 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from adapters.base import Sample
 from adapters.mqtt import MqttConfig
+from adapters.mqtt.client import paho_client
 from symtwin.config import LoadedSite
 from symtwin.governance.audit import AuditLog, ShareAuditor
 from symtwin.governance.mosquitto import Republisher, password_env_var
@@ -97,17 +98,7 @@ class _OwnerClient:
         self.connected = threading.Event()
         self.refused: str | None = None
         self.stopping = False
-        c = paho.Client(CallbackAPIVersion.VERSION2, client_id=config.client_id, protocol=paho.MQTTv5)
-        if config.username is not None:
-            c.username_pw_set(config.username, config.password)
-        if config.tls_ca is not None:
-            c.tls_set(
-                ca_certs=str(config.tls_ca),
-                certfile=str(config.tls_cert) if config.tls_cert else None,
-                keyfile=str(config.tls_key) if config.tls_key else None,
-            )
-        c.reconnect_delay_set(config.reconnect_min_s, config.reconnect_max_s)
-        c.max_queued_messages_set(max_inflight)
+        c = paho_client(config, max_inflight)
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         self.client = c

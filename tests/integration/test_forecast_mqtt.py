@@ -14,9 +14,11 @@ import numpy as np
 import paho.mqtt.client as mqtt
 import pytest
 
+from adapters.mqtt import MqttConfig
 from symtwin.forecasting.horizon import AlarmKind, ForecastHorizon, HorizonAssembler, ValidationRules
 from symtwin.forecasting.sources import MqttForecastListener, PahoForecastSubscriber, ProfileForecastSource
 from tests.support.servers import Mosquitto
+from tests.support.tls import TestPki
 from twin.spec import Profile
 
 TOPIC = "park/forecast/town_heat_demand"
@@ -54,7 +56,7 @@ def test_forecast_published_on_mqtt_changes_the_horizon_handed_to_the_controller
 ) -> None:
     listener = MqttForecastListener(TOPIC, step_s=STEP, scale=1e6)  # payload in MW
     subscriber = PahoForecastSubscriber(
-        mosquitto.host, mosquitto.port, [listener], client_id="symtwin-forecast"
+        MqttConfig(mosquitto.host, mosquitto.port, client_id="symtwin-forecast"), [listener]
     )
     start = time.time()
     profile = ProfileForecastSource(
@@ -96,3 +98,48 @@ def test_forecast_published_on_mqtt_changes_the_horizon_handed_to_the_controller
     np.testing.assert_allclose(after.values, np.asarray(forecast_mw) * 1e6)
     assert not np.allclose(after.values, before.values)
     assert listener.counts["received"] == 2 and listener.counts["malformed"] == 0
+
+
+def test_forecast_subscriber_logs_in_over_tls(tls_broker: tuple[Mosquitto, TestPki]) -> None:
+    """The subscriber uses the broker config's TLS and login (a plant broker refuses anonymous clients)."""
+    broker, pki = tls_broker
+    listener = MqttForecastListener(TOPIC, step_s=STEP, scale=1e6)
+    cfg = MqttConfig(
+        "localhost", broker.port, client_id="fc-tls", username="plant", password="s3cret", tls_ca=pki.ca
+    )
+    subscriber = PahoForecastSubscriber(cfg, [listener])
+    subscriber.start()
+    pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="fc-tls-publisher")
+    pub.tls_set(ca_certs=str(pki.ca))
+    pub.username_pw_set("plant", "s3cret")
+    try:
+        assert subscriber.subscribed.wait(5.0), "no SUBACK over TLS"
+        pub.connect("localhost", broker.port)
+        pub.loop_start()
+        now = time.time()
+        body = {"issued_at": now, "start": now - now % STEP + STEP, "step_s": STEP, "values": [7.0] * 4}
+        pub.publish(TOPIC, json.dumps(body).encode(), qos=1).wait_for_publish(timeout=5)
+        deadline = time.monotonic() + 5.0
+        while listener.forecast(now, np.array([now + STEP])) is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        fc = listener.forecast(now, np.array([now + STEP]))
+        assert fc is not None
+        assert np.allclose(fc.values, 7.0e6)
+    finally:
+        pub.disconnect()
+        pub.loop_stop()
+        subscriber.stop()
+
+
+def test_forecast_subscriber_without_the_login_gets_nothing(tls_broker: tuple[Mosquitto, TestPki]) -> None:
+    """Without credentials the broker refuses the subscriber: no subscription, and the feed falls back."""
+    broker, pki = tls_broker
+    listener = MqttForecastListener(TOPIC, step_s=STEP, scale=1e6)
+    subscriber = PahoForecastSubscriber(
+        MqttConfig("localhost", broker.port, client_id="fc-anon", tls_ca=pki.ca), [listener]
+    )
+    subscriber.start()
+    try:
+        assert not subscriber.subscribed.wait(2.0)
+    finally:
+        subscriber.stop()

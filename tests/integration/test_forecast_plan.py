@@ -18,10 +18,11 @@ import paho.mqtt.publish as mqtt_publish
 import pytest
 
 from adapters.base import Quality, Sample
+from adapters.mqtt import MqttConfig
 from controllers.supervisor import Mode
 from controllers.types import ControlResult
 from symtwin.config import LoadedSite, load_site
-from symtwin.forecasting.runtime import ForecastFeed, MqttParams
+from symtwin.forecasting.runtime import ForecastFeed
 from symtwin.runtime.clock import ManualClock
 from symtwin.runtime.service import Service, ServiceParams, SolveRequest
 from symtwin.runtime.twin_tracker import site_epoch
@@ -134,7 +135,9 @@ async def test_mqtt_forecast_changes_the_next_plan_and_expiry_falls_back(
 ) -> None:
     t0 = site_epoch(site.config.site.start, 0.0)
     clock = ManualClock(t0 + 150 * 86400.0)  # late December: the town needs heat
-    feed = ForecastFeed.from_site(site, t0, MqttParams(mosquitto.host, mosquitto.port, "test-forecasts"))
+    feed = ForecastFeed.from_site(
+        site, t0, MqttConfig(mosquitto.host, mosquitto.port, client_id="test-forecasts")
+    )
     feed.start()
     try:
         assert feed.wait_subscribed(10.0)

@@ -6,10 +6,9 @@ import asyncio
 import gc
 import json
 import math
-import subprocess
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 
 import paho.mqtt.client as paho
@@ -252,25 +251,6 @@ async def test_broker_restart_reconnects_and_resubscribes(
 
 
 # ------------------------------------------------------------------ TLS and credentials
-
-
-@pytest.fixture
-def tls_broker(tmp_path: Path) -> Iterator[tuple[Mosquitto, TestPki]]:
-    pki = make_test_pki(tmp_path / "pki")
-    pwfile = tmp_path / "passwd"
-    subprocess.run(
-        ["mosquitto_passwd", "-b", "-c", str(pwfile), "plant", "s3cret"], check=True, capture_output=True
-    )
-    port = free_port()
-    conf = (
-        # As root, mosquitto would drop to its own user, which cannot read pytest's 0700 tmp dirs.
-        "user root\n"
-        f"listener {port} 127.0.0.1\n"
-        f"cafile {pki.ca}\ncertfile {pki.server_cert}\nkeyfile {pki.server_key}\n"
-        f"allow_anonymous false\npassword_file {pwfile}\n"
-    )
-    with running_mosquitto(tmp_path, conf, port) as broker:
-        yield broker, pki
 
 
 async def test_tls_with_test_ca_and_password(tls_broker: tuple[Mosquitto, TestPki]) -> None:

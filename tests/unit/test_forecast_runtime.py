@@ -12,7 +12,7 @@ import pytest
 
 from symtwin.config import ConfigError, LoadedSite, load_site
 from symtwin.forecasting.model import Forecaster, ForecasterParams, History
-from symtwin.forecasting.runtime import ForecastFeed, MqttParams
+from symtwin.forecasting.runtime import ForecastFeed, forecast_mqtt_config
 from symtwin.runtime.wiring import ProfileForecasts
 
 T0 = 1_627_768_800.0  # 2021-08-01T00:00:00+02:00, demo.yaml's site.start
@@ -169,12 +169,29 @@ def test_metrics_export_counts_steps_per_source(tmp_path: Path, repo_root: Path)
     assert m.value("forecast_alarms", {"series": "price.natural_gas"}) == 1  # nothing received yet
 
 
-def test_mqtt_params_from_site_and_absent_broker(tmp_path: Path, repo_root: Path) -> None:
+def test_forecast_broker_carries_the_adapters_login_and_tls(
+    tmp_path: Path, repo_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FC_TEST_MQTT_PASSWORD", "s3cret")
+    mqtt = (
+        "adapters:\n  mqtt:\n    {host: broker.park, port: 8883, client_id: edge, username: plant,\n"
+        "     password: {env: FC_TEST_MQTT_PASSWORD}, tls: {ca: pki/ca.pem}}\n"
+    )
+    cfg = forecast_mqtt_config(_site(tmp_path, repo_root, FORECASTS + mqtt))
+    assert cfg is not None
+    assert (cfg.host, cfg.port, cfg.client_id) == ("broker.park", 8883, "edge-forecasts")
+    assert (cfg.username, cfg.password) == ("plant", "s3cret")
+    assert cfg.tls_ca == tmp_path / "pki" / "ca.pem"  # relative to the config file
+
+
+def test_forecast_broker_from_site_and_absent_broker(tmp_path: Path, repo_root: Path) -> None:
     site = _site(
         tmp_path, repo_root, FORECASTS + "adapters:\n  mqtt: {host: 127.0.0.1, port: 1, client_id: edge}\n"
     )
-    params = MqttParams.from_site(site)
-    assert params == MqttParams("127.0.0.1", 1, "edge-forecasts")
+    params = forecast_mqtt_config(site)
+    assert params is not None
+    assert (params.host, params.port, params.client_id) == ("127.0.0.1", 1, "edge-forecasts")
+    assert params.username is None and params.tls_ca is None
     feed = ForecastFeed.from_site(site, T0, params)
     feed.start()  # nothing listens on port 1: paho keeps retrying in its thread, forecasts fall back
     try:
@@ -192,7 +209,10 @@ def test_mqtt_params_from_site_and_absent_broker(tmp_path: Path, repo_root: Path
         ("{id: x, series: town.demand, mqtt: {topic: 'a/+/b'}}", "has a wildcard"),
         ("{id: x, series: town.demand, model: {file: none.json}}", "model file not found"),
         ("{id: x, series: town.demand, bounds: [1, 0]}", "empty or reversed"),
-        ("{id: x, series: town.demand, csv: {path: f.csv, max_age: 0 s}}", "must be a positive, finite duration"),
+        (
+            "{id: x, series: town.demand, csv: {path: f.csv, max_age: 0 s}}",
+            "must be a positive, finite duration",
+        ),
     ],
 )
 def test_config_checks(tmp_path: Path, repo_root: Path, entry: str, fragment: str) -> None:
