@@ -111,7 +111,12 @@ class OpcUaBinding(Strict):
 class MqttBinding(Strict):
     topic: str
     pointer: str = Field(default="/value", description="JSON pointer to the value in the payload")
-    timestamp_pointer: str | None = Field(default="/ts", description="JSON pointer to the timestamp [s] or null")
+    timestamp_pointer: str | None = Field(
+        default="/ts", description="JSON pointer to the timestamp (epoch, or ISO 8601 text) or null"
+    )
+    timestamp_unit: Literal["s", "ms"] = Field(
+        default="s", description="unit of a numeric timestamp: epoch seconds or milliseconds"
+    )
     format: Literal["json", "sparkplug"] = "json"
 
 

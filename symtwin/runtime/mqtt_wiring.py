@@ -3,8 +3,8 @@
 Every tag with ``binding.mqtt`` is served over MQTT:
 
 - measurement, ``format: json``: a :class:`JsonField` on the binding's topic (several tags may share one
-  message), value at ``pointer``, timestamp at ``timestamp_pointer`` [s since the epoch] or the receive
-  time when it is null;
+  message), value at ``pointer``, timestamp at ``timestamp_pointer`` (epoch in ``timestamp_unit``, s or ms,
+  or ISO 8601 text) or the receive time when it is null;
 - measurement, ``format: sparkplug``: the metric ``pointer`` of the edge node (or device) in ``topic``
   (``spBv1.0/<group>/<type>/<edge>[/<device>]``);
 - setpoint: a QoS 1 JSON command on ``topic`` (``{"value": <eng unit>, "ts": <s>, "seq": <n>}``).
@@ -32,6 +32,7 @@ from adapters.mqtt import (
     MqttConfig,
     MqttRouter,
     SetpointBinding,
+    TimestampUnit,
     metric_key,
 )
 from adapters.tagmap import TagBinding
@@ -178,7 +179,8 @@ def mqtt_wiring(
                     )
                 sparkplug[key] = b
             else:
-                json_topics.setdefault(m.topic, []).append(JsonField.of(b, m.pointer, m.timestamp_pointer))
+                field_ = JsonField.of(b, m.pointer, m.timestamp_pointer, TimestampUnit(m.timestamp_unit))
+                json_topics.setdefault(m.topic, []).append(field_)
         except ValueError as exc:
             raise MqttWiringError(f"{where}: {exc}") from exc
     try:
