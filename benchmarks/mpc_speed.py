@@ -23,7 +23,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._common import write_result
+from benchmarks._common import park_loop, write_result
 
 
 def main() -> None:
@@ -33,35 +33,12 @@ def main() -> None:
     ap.add_argument("--start", default="150d")
     args = ap.parse_args()
 
-    from controllers import baseline
     from controllers import evaluate as ev
-    from controllers.mpc import MpcController, Variant, problem_from_site
-    from symtwin.config import load_site
-    from symtwin.runtime.wiring import ProfileForecasts
-    from symtwin.units import parse_duration
-    from twin.park import Park
+    from controllers.mpc import MpcController, Variant
 
-    site = load_site(args.config)
-    spec = problem_from_site(site)
-    park = Park.from_config(site)
-    sps = ev.setpoints_from_site(site)
-    start = parse_duration(args.start)
-    pf = ProfileForecasts(site, 0.0)
-
-    def fc(now: float, times: np.ndarray) -> dict[str, np.ndarray]:
-        return {k: np.asarray(v, dtype=float) for k, v in pf(now, list(times)).items()}
-
-    u = np.asarray(park.input_schedule({s.key: s.safe for s in sps})(start - 7200.0), dtype=float)
-    warm, _ = ev.closed_loop(
-        park,
-        baseline.from_site(site).step,
-        fc,
-        sps,
-        t_start=start - 7200.0,
-        duration_s=7200.0,
-        x0=park.settle(u, 6 * 3600.0),
-        horizon_steps=spec.n_horizon,
-    )
+    loop = park_loop(args.config, args.start)
+    spec, park, sps, start, fc = loop.spec, loop.park, loop.setpoints, loop.start, loop.forecasts
+    warm = loop.warm_up()
 
     t0 = time.perf_counter()
     fast = MpcController(spec, Variant.FAST)

@@ -31,7 +31,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from benchmarks._common import write_result  # noqa: E402
+from benchmarks._common import park_loop, write_result  # noqa: E402
 
 
 def pss_mb(pid: int) -> float:
@@ -61,25 +61,13 @@ def main() -> None:
     ap.add_argument("--start", default="150d")
     args = ap.parse_args()
 
-    from controllers import baseline
     from controllers import evaluate as ev
     from controllers.deadline import DeadlineRunner
-    from controllers.mpc import Variant, _make_controller, problem_from_site
+    from controllers.mpc import Variant, _make_controller
     from controllers.types import ControlRequest, ControlResult, FloatArray
-    from symtwin.config import load_site
-    from symtwin.runtime.wiring import ProfileForecasts
-    from symtwin.units import parse_duration
-    from twin.park import Park
 
-    site = load_site(args.config)
-    spec = problem_from_site(site)
-    park = Park.from_config(site)
-    sps = ev.setpoints_from_site(site)
-    start = parse_duration(args.start)
-    pf = ProfileForecasts(site, 0.0)
-
-    def fc(now: float, times: np.ndarray) -> dict[str, np.ndarray]:
-        return {k: np.asarray(v, dtype=float) for k, v in pf(now, list(times)).items()}
+    loop = park_loop(args.config, args.start)
+    spec, park, sps, start, fc = loop.spec, loop.park, loop.setpoints, loop.start, loop.forecasts
 
     factory = functools.partial(_make_controller, spec, Variant.FAST.value, 3)
     # the two set-ups as MpcPort has them now (zygote) and had them before (forkserver)
@@ -93,17 +81,7 @@ def main() -> None:
     try:
         zygote.start(600.0)
         forkserver.start(600.0)
-        u = np.asarray(park.input_schedule({s.key: s.safe for s in sps})(start - 7200.0), dtype=float)
-        warm, _ = ev.closed_loop(
-            park,
-            baseline.from_site(site).step,
-            fc,
-            sps,
-            t_start=start - 7200.0,
-            duration_s=7200.0,
-            x0=park.settle(u, 6 * 3600.0),
-            horizon_steps=spec.n_horizon,
-        )
+        warm = loop.warm_up()
         requests: list[ControlRequest] = []
 
         def recorded(
