@@ -72,6 +72,23 @@ class ParkLoop:
         )
         return warm
 
+    def run(self, step: Any, hours: float, warm: Any) -> Any:
+        """``hours`` of closed loop under the controller ``step`` from ``start``, continuing ``warm``
+        (:meth:`warm_up`): (trace, results) as ``controllers.evaluate.closed_loop`` returns them."""
+        from controllers import evaluate as ev
+
+        return ev.closed_loop(
+            self.park,
+            step,
+            self.forecasts,
+            self.setpoints,
+            t_start=self.start,
+            duration_s=hours * 3600.0,
+            horizon_steps=self.spec.n_horizon,
+            x0=warm.x_end,
+            current0=warm.current_end,
+        )
+
 
 def park_loop(config: str, start: str) -> ParkLoop:
     """:class:`ParkLoop` for the site ``config`` from ``start`` (a duration, e.g. ``150d``)."""

@@ -33,11 +33,10 @@ def main() -> None:
     ap.add_argument("--start", default="150d")
     args = ap.parse_args()
 
-    from controllers import evaluate as ev
     from controllers.mpc import MpcController, Variant
 
     loop = park_loop(args.config, args.start)
-    spec, park, sps, start, fc = loop.spec, loop.park, loop.setpoints, loop.start, loop.forecasts
+    spec = loop.spec
     warm = loop.warm_up()
 
     t0 = time.perf_counter()
@@ -49,17 +48,7 @@ def main() -> None:
         requests.append((dict(state), {k: v.copy() for k, v in forecasts.items()}, now))
         return fast.step(state, forecasts, now)
 
-    _, results = ev.closed_loop(
-        park,
-        recorded,
-        fc,
-        sps,
-        t_start=start,
-        duration_s=args.hours * 3600.0,
-        horizon_steps=spec.n_horizon,
-        x0=warm.x_end,
-        current0=warm.current_end,
-    )
+    _, results = loop.run(recorded, args.hours, warm)
     fast_times = np.array([r.solve_time_s for r in results])
     statuses: dict[str, int] = {}
     for r in results:

@@ -61,13 +61,12 @@ def main() -> None:
     ap.add_argument("--start", default="150d")
     args = ap.parse_args()
 
-    from controllers import evaluate as ev
     from controllers.deadline import DeadlineRunner
     from controllers.mpc import Variant, _make_controller
     from controllers.types import ControlRequest, ControlResult, FloatArray
 
     loop = park_loop(args.config, args.start)
-    spec, park, sps, start, fc = loop.spec, loop.park, loop.setpoints, loop.start, loop.forecasts
+    spec = loop.spec
 
     factory = functools.partial(_make_controller, spec, Variant.FAST.value, 3)
     # the two set-ups as MpcPort has them now (zygote) and had them before (forkserver)
@@ -90,17 +89,7 @@ def main() -> None:
             requests.append(ControlRequest(dict(state), {k: v.copy() for k, v in forecasts.items()}, now))
             return zygote.solve(requests[-1], 600.0)
 
-        ev.closed_loop(
-            park,
-            recorded,
-            fc,
-            sps,
-            t_start=start,
-            duration_s=args.hours * 3600.0,
-            horizon_steps=spec.n_horizon,
-            x0=warm.x_end,
-            current0=warm.current_end,
-        )
+        loop.run(recorded, args.hours, warm)
         zygote.reset_warm_start()
         tz, tf, diffs, same = [], [], [], 0
         for r in requests:
