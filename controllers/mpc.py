@@ -8,11 +8,12 @@ energy short of its minimum or beyond its maximum over the horizon [MWh], with i
 
 Two set-ups of the same model and objective (``Variant``):
 
-* ``FAST`` (used in operation): do-mpc's discrete-time model holding the RK4-discretised reduced model
-  (no collocation points) kept as a graph of calls (not expanded to SX: with the 16-cell pipe and RK4
-  substeps the expanded derivative graph took a minute to build, ~0.9 GB and 3x the solve time), IPOPT
-  told the problem is a QP (constant Jacobians and
-  Hessian), printing off, warm start from the *shifted* previous solution with
+* ``FAST`` (used in operation): do-mpc's discrete-time model whose step is the exact affine map
+  x+ = A x + B u + c of the RK4-discretised reduced model (no collocation points). A, B and c are computed
+  numerically per solve from the forecasts (:class:`controllers.mpc_model.LinearStep`) and passed as
+  time-varying parameters, so the NLP holds one matrix-vector product per interval instead of the RK4
+  substeps. IPOPT is told the problem is a QP (constant Jacobians and Hessian) and factorises with MUMPS
+  in QAMD order; printing off; warm start from the *shifted* previous solution with
   ``warm_start_init_point`` and a small initial barrier, and the solve driven through do-mpc's
   ``opt_p_num``/``solve()`` instead of ``make_step`` (which sleeps without an initial guess, keeps
   history that grows without bound, and overwrites the warm start when IPOPT fails).
@@ -150,10 +151,12 @@ class MpcController:
         ws = model.set_variable("_tvp", "w", shape=(len(lay.params), 1))
         terms = ca.Function("terms", [sx.x, sx.u, sx.p], [sx.cost, sx.g])
         self._lin: mm.LinearStep | None = None
+        self._lin_values: FloatArray = np.zeros((0, 0))  # this solve's maps, one row per interval
         if discrete:
             # The model is affine in (x, u) for given parameters: each interval's x+ = A x + B u + c is
             # computed numerically per solve and passed as parameters, instead of RK4 substeps inlined 96
-            # times into the NLP (build 20 -> 3 s, memory 0.9 -> 0.1 GB; same plans to round-off).
+            # times into the NLP (reference park: build 22 -> 6 s, the process after build 0.98 -> 0.34 GB;
+            # the same plans to the solver tolerance).
             lin = mm.linear_step(sx, spec.step_s, mm.rk4_substeps(spec), mm.ramped_indices(spec, lay))
             self._lin = lin
             ls = model.set_variable("_tvp", "lin", shape=(lin.n_values, 1))
