@@ -63,8 +63,6 @@ import numpy as np
 from controllers.types import FloatArray
 from twin.spec import ParkSpec, UnitSpec
 
-IntArray = np.ndarray[Any, np.dtype[np.int64]]
-
 CP_WATER = 4190.0  # [J/(kg K)], the twin's constant (twin/README.md)
 RHO_WATER = 978.0  # [kg/m3], the twin's constant
 MW = 1e6  # [W]
@@ -1027,17 +1025,13 @@ class LinearStep:
 
     nx: int
     nu: int
-    a_rows: IntArray
-    a_cols: IntArray
-    b_rows: IntArray
-    b_cols: IntArray
     fn: Any  # casadi Function p -> (A non-zeros, B non-zeros, c)
-    a_sparsity: Any
+    a_sparsity: Any  # casadi Sparsity of A (nx x nx) and of B (nx x nu)
     b_sparsity: Any
 
     @property
     def n_values(self) -> int:
-        return len(self.a_rows) + len(self.b_rows) + self.nx
+        return int(self.a_sparsity.nnz()) + int(self.b_sparsity.nnz()) + self.nx
 
     def values(self, params: FloatArray) -> FloatArray:
         """(rows, n_values): the map of each row of ``params`` (rows x n_params)."""
@@ -1049,7 +1043,7 @@ class LinearStep:
         """A x + B u + c with the non-zeros and offset taken from the symbols ``v`` (n_values x 1)."""
         import casadi as ca
 
-        na, nb = len(self.a_rows), len(self.b_rows)
+        na, nb = int(self.a_sparsity.nnz()), int(self.b_sparsity.nnz())
         a = ca.SX(self.a_sparsity, v[:na])
         b = ca.SX(self.b_sparsity, v[na : na + nb])
         return ca.mtimes(a, x) + ca.mtimes(b, u) + v[na + nb :]
@@ -1074,15 +1068,9 @@ def linear_step(
         [model.p],
         [ca.vertcat(*jx.nonzeros()), ca.vertcat(*ju.nonzeros()), c],
     )
-    ar, ac = jx.sparsity().get_triplet()
-    br, bc = ju.sparsity().get_triplet()
     return LinearStep(
         nx=int(model.x.shape[0]),
         nu=int(model.u.shape[0]),
-        a_rows=np.asarray(ar, dtype=np.int64),
-        a_cols=np.asarray(ac, dtype=np.int64),
-        b_rows=np.asarray(br, dtype=np.int64),
-        b_cols=np.asarray(bc, dtype=np.int64),
         fn=fn,
         a_sparsity=jx.sparsity(),
         b_sparsity=ju.sparsity(),

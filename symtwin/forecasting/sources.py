@@ -238,7 +238,7 @@ class PahoForecastSubscriber:
         self._client = paho_client(config, max_queued=100)
         self._client.on_connect = self._on_connect
         self._client.on_message = self._on_message
-        self._host, self._port, self._keepalive = config.host, config.port, config.keepalive_s
+        self._config = config
         self._refused: str | None = None
         self.subscribed = threading.Event()
         self._client.on_subscribe = lambda *_a: self.subscribed.set()
@@ -259,7 +259,8 @@ class PahoForecastSubscriber:
             listener.on_payload(msg.payload)
 
     def start(self) -> None:
-        self._client.connect_async(self._host, self._port, keepalive=self._keepalive)
+        cfg = self._config
+        self._client.connect_async(cfg.host, cfg.port, keepalive=cfg.keepalive_s)
         self._client.loop_start()
 
     def stop(self) -> None:
